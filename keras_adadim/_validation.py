@@ -1,0 +1,73 @@
+"""Input checks shared by losses, metrics and models.
+
+Each check raises a ``ValueError`` that names the problem and the fix, so that
+users never see a silent NaN or a stack trace from deep inside a backend.
+Shape checks are static (they run while tracing, too); value checks (NaN/Inf)
+run only on concrete tensors, see ``_backend.is_concrete``.
+"""
+
+import keras
+from keras import ops
+
+from keras_adadim._backend import is_concrete
+
+# Statistics are always computed in float32, whatever the compute dtype of
+# the network (mixed_float16 / mixed_bfloat16 policies).
+STAT_DTYPE = "float32"
+
+
+def as_matrix(x, name="x", min_rows=1):
+    """Return ``x`` as a float32 matrix (n, k) after checking it.
+
+    Raises ValueError for a wrong rank, a non-floating dtype, too few rows or
+    (on concrete values) NaN/Inf entries.
+    """
+    x = ops.convert_to_tensor(x)
+    dtype = keras.backend.standardize_dtype(x.dtype)
+    if len(x.shape) != 2:
+        raise ValueError(
+            f"`{name}` must be a 2-D matrix (batch, features); got shape "
+            f"{tuple(x.shape)}. Flatten or pool the features first, e.g. "
+            "`keras.layers.GlobalAveragePooling2D()`."
+        )
+    if not ("float" in dtype or dtype.startswith("int") or dtype == "bool"):
+        raise ValueError(f"`{name}` must be numeric; got dtype {dtype}.")
+    n = x.shape[0]
+    if n is not None and n < min_rows:
+        raise ValueError(
+            f"`{name}` has {n} row(s) but this statistic needs at least "
+            f"{min_rows} (variance and covariance are undefined for a batch "
+            f"of {n}). Use a batch size of at least {min_rows}, or "
+            "`drop_remainder=True` in your `tf.data` pipeline."
+        )
+    x = ops.cast(x, STAT_DTYPE)
+    check_finite(x, name)
+    return x
+
+
+def check_finite(x, name="x"):
+    """Raise ValueError if a concrete tensor holds NaN or Inf."""
+    if is_concrete(x) and not bool(ops.all(ops.isfinite(x))):
+        raise ValueError(
+            f"`{name}` contains NaN or Inf values. Check the input data "
+            "(e.g. division by zero during normalisation) or lower the "
+            "learning rate if the values come from a diverged model."
+        )
+
+
+def check_same_shape(a, b, name_a, name_b):
+    if tuple(a.shape) != tuple(b.shape):
+        raise ValueError(
+            f"`{name_a}` and `{name_b}` must have the same shape; got "
+            f"{tuple(a.shape)} and {tuple(b.shape)}. Both views of a batch "
+            "must hold the same images in the same order."
+        )
+
+
+def check_same_rows(a, b, name_a, name_b):
+    if a.shape[0] is not None and b.shape[0] is not None:
+        if a.shape[0] != b.shape[0]:
+            raise ValueError(
+                f"`{name_a}` and `{name_b}` must have the same number of rows "
+                f"(one per sample); got {a.shape[0]} and {b.shape[0]}."
+            )

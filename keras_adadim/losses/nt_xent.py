@@ -1,0 +1,68 @@
+"""NT-Xent, the InfoNCE loss of SimCLR (L_NCE in the AdaDim paper)."""
+
+import keras
+from keras import ops
+
+from keras_adadim._validation import as_matrix, check_same_shape
+from keras_adadim.metrics.entropy import l2_normalize_rows
+
+
+def nt_xent(z1, z2, temperature=0.1):
+    """Normalised-temperature cross-entropy over the 2b views of a batch::
+
+        z = normalize(concat(z1, z2))              (2b, F), unit rows
+        s_ij = z_i . z_j / temperature
+        l_i = -s_{i,p(i)} + log sum_{j != i} exp(s_ij)
+        L = mean_i l_i                             (over all 2b anchors)
+
+    ``p(i)`` is the other view of the same image; the denominator holds every
+    other row (the positive included, the anchor itself excluded). This is
+    the value solo-learn and lightly report (Google's TF SimCLR reports 2L).
+    Fully collapsed embeddings give ``log(2b - 1)``.
+
+    Args:
+        z1, z2: embeddings of the two views, (b, F), row i of each from the
+            same image. Any float dtype; computed in float32.
+        temperature: softmax temperature tau > 0.
+
+    Example:
+    >>> z = np.ones((4, 3), "float32")
+    >>> round(float(nt_xent(z, z)), 6) == round(math.log(7), 6)
+    True
+    """
+    if not temperature > 0:
+        raise ValueError(f"`temperature` must be > 0; got {temperature}.")
+    z1 = as_matrix(z1, "z1")
+    z2 = as_matrix(z2, "z2")
+    check_same_shape(z1, z2, "z1", "z2")
+    b = ops.shape(z1)[0]  # may be dynamic inside a traced step
+    z = l2_normalize_rows(ops.concatenate([z1, z2], axis=0))
+    logits = ops.matmul(z, ops.transpose(z)) / temperature
+    idx = ops.arange(2 * b)
+    logits = ops.where(idx[:, None] == idx[None, :], -1e9, logits)
+    # Row i's positive sits b rows away (i + b for view 1, i - b for view 2).
+    positive = (idx + b) % (2 * b)
+    positives = ops.take_along_axis(logits, positive[:, None], axis=1)[:, 0]
+    return ops.mean(ops.logsumexp(logits, axis=1) - positives)
+
+
+@keras.saving.register_keras_serializable(package="keras_adadim")
+class NTXent(keras.losses.Loss):
+    """``keras.losses.Loss`` wrapper of :func:`nt_xent`.
+
+    Call it as ``NTXent()(z1, z2)``: the two arguments are the embeddings of
+    the two views (``y_true`` and ``y_pred`` in Keras' signature).
+    """
+
+    def __init__(self, temperature=0.1, name="nt_xent", **kwargs):
+        super().__init__(name=name, **kwargs)
+        self.temperature = temperature
+
+    def call(self, y_true, y_pred):
+        return nt_xent(y_true, y_pred, temperature=self.temperature)
+
+    def get_config(self):
+        return {**super().get_config(), "temperature": self.temperature}
+
+
+__all__ = ["nt_xent", "NTXent"]

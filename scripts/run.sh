@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# Sets up a virtual environment (TensorFlow backend) and runs the main job:
+# a short AdaDim pre-training on the bundled digits data, then linear probes.
+# Usage: bash scripts/run.sh [quickstart flags, e.g. --epochs 30]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+VENV=${VENV:-.venv}
+if [ ! -x "$VENV/bin/python" ]; then
+  python3 -m venv "$VENV"
+fi
+# shellcheck disable=SC1091
+. "$VENV/bin/activate"
+if ! python -c "import keras_adadim, sklearn" 2>/dev/null; then
+  python -m pip install -q --upgrade pip
+  python -m pip install -q -e .
+fi
+export KERAS_BACKEND=${KERAS_BACKEND:-tensorflow}
+export TF_CPP_MIN_LOG_LEVEL=${TF_CPP_MIN_LOG_LEVEL:-3}
+python -m keras_adadim.quickstart "$@"

@@ -1,0 +1,231 @@
+"""Independent NumPy float64 re-implementation of the formulas in SPEC.md.
+
+Written from the SPEC (../shared/SPEC.md), not from the library: explicit
+loops where the SPEC speaks of anchors or pairs, SciPy for the SVD and the
+symmetric eigen-decompositions. Every function takes array-likes, computes in
+float64 and returns a Python float (or a NumPy array where noted).
+"""
+
+import math
+
+import numpy as np
+import scipy.linalg
+
+
+def _f64(x):
+    return np.asarray(x, dtype=np.float64)
+
+
+def l2_normalize_rows(x):
+    """Each row divided by its Euclidean norm (rows must be non-zero)."""
+    x = _f64(x)
+    return x / np.linalg.norm(x, axis=1, keepdims=True)
+
+
+# --------------------------------------------------------------------------
+# Losses
+# --------------------------------------------------------------------------
+
+
+def nt_xent(z1, z2, temperature=0.1):
+    """NT-Xent: mean over the 2b anchors of
+    -log(exp(s_ip / t) / sum_{j != i} exp(s_ij / t)), s = cosine similarity,
+    p the other view of the same image."""
+    z1, z2 = _f64(z1), _f64(z2)
+    b = z1.shape[0]
+    z = l2_normalize_rows(np.concatenate([z1, z2], axis=0))
+    n = 2 * b
+    losses = []
+    for i in range(n):
+        positive = i + b if i < b else i - b
+        sims = [float(z[i] @ z[j]) / temperature for j in range(n) if j != i]
+        top = max(sims)
+        log_denominator = top + math.log(sum(math.exp(s - top) for s in sims))
+        losses.append(log_denominator - float(z[i] @ z[positive]) / temperature)
+    return float(np.mean(losses))
+
+
+def _variance(z, epsilon=1e-4):
+    """v(z) = mean over dimensions of max(0, 1 - sqrt(unbiased Var + eps))."""
+    z = _f64(z)
+    var = np.var(z, axis=0, ddof=1)
+    return float(np.mean(np.maximum(0.0, 1.0 - np.sqrt(var + epsilon))))
+
+
+def _covariance(z):
+    """c(z) = (1/F) * sum of squared off-diagonal unbiased covariances."""
+    z = _f64(z)
+    f = z.shape[1]
+    c = np.cov(z, rowvar=False, ddof=1).reshape(f, f)
+    total = 0.0
+    for i in range(f):
+        for j in range(f):
+            if i != j:
+                total += c[i, j] ** 2
+    return total / f
+
+
+def vicreg_components(z1, z2, epsilon=1e-4):
+    """Unweighted VICReg terms: s (MSE), v(z1)+v(z2), c(z1)+c(z2)."""
+    z1, z2 = _f64(z1), _f64(z2)
+    return {
+        "invariance": float(np.mean((z1 - z2) ** 2)),
+        "variance": _variance(z1, epsilon) + _variance(z2, epsilon),
+        "covariance": _covariance(z1) + _covariance(z2),
+    }
+
+
+def vicreg(z1, z2, sim_weight=25.0, var_weight=25.0, cov_weight=1.0,
+           epsilon=1e-4):
+    """L = lambda s + mu [v(z1)+v(z2)] + nu [c(z1)+c(z2)]."""
+    t = vicreg_components(z1, z2, epsilon)
+    return (sim_weight * t["invariance"] + var_weight * t["variance"]
+            + cov_weight * t["covariance"])
+
+
+# --------------------------------------------------------------------------
+# Renyi matrix entropy and mutual information
+# --------------------------------------------------------------------------
+
+
+def normalized_gram(x):
+    """K = X^ X^T with L2-normalised rows (unit diagonal)."""
+    xn = l2_normalize_rows(x)
+    return xn @ xn.T
+
+
+def entropy_of_gram(k, order=2):
+    """H_a(K) = 1/(1-a) log tr((K/n)^a); a = 1 is -sum lambda log lambda.
+
+    Uses the eigenvalues of K/n (scipy.linalg.eigvalsh) for every order.
+    """
+    k = _f64(k)
+    n = k.shape[0]
+    lam = scipy.linalg.eigvalsh(k / n)
+    lam = np.clip(lam, 0.0, None)
+    if order == 1:
+        nz = lam[lam > 0]
+        return float(-np.sum(nz * np.log(nz)))
+    return float(np.log(np.sum(lam ** order)) / (1.0 - order))
+
+
+def renyi_entropy(x, order=2):
+    return entropy_of_gram(normalized_gram(x), order)
+
+
+def renyi2_frobenius(x):
+    """H_2(K) = -log(||K||_F^2 / n^2), the SPEC's closed form for order 2."""
+    k = normalized_gram(x)
+    n = k.shape[0]
+    return float(-np.log(np.sum(k ** 2) / n ** 2))
+
+
+def matrix_mutual_information(x, y, order=2):
+    """I(X;Y) = H(K_X) + H(K_Y) - H(K_X o K_Y)."""
+    kx, ky = normalized_gram(x), normalized_gram(y)
+    return (entropy_of_gram(kx, order) + entropy_of_gram(ky, order)
+            - entropy_of_gram(kx * ky, order))
+
+
+def mutual_information_term(z1, z2, r1, r2, pairing="cross", order=2):
+    """L_mut: 1/2[I(z1;r2) + I(z2;r1)] (cross) or 1/2[I(z1;r1) + I(z2;r2)]."""
+    if pairing == "cross":
+        pairs = [(z1, r2), (z2, r1)]
+    elif pairing == "same":
+        pairs = [(z1, r1), (z2, r2)]
+    else:
+        raise ValueError(pairing)
+    return 0.5 * sum(matrix_mutual_information(a, b, order) for a, b in pairs)
+
+
+def adadim_loss(z1, z2, r1=None, r2=None, alpha=0.0, beta=0.0,
+                temperature=0.1, pairing="cross", order=2):
+    """(1-beta)[(1-alpha) VICReg + alpha NT-Xent] - beta L_mut."""
+    loss = (1.0 - beta) * ((1.0 - alpha) * vicreg(z1, z2)
+                           + alpha * nt_xent(z1, z2, temperature))
+    if beta != 0:
+        loss -= beta * mutual_information_term(z1, z2, r1, r2, pairing, order)
+    return loss
+
+
+# --------------------------------------------------------------------------
+# Diagnostics
+# --------------------------------------------------------------------------
+
+
+def effective_rank(x):
+    """exp(entropy of the normalised singular values), 0 log 0 = 0."""
+    s = scipy.linalg.svdvals(_f64(x))
+    p = s / s.sum()
+    h = 0.0
+    for pk in p:
+        if pk > 0:
+            h -= pk * math.log(pk)
+    return math.exp(h)
+
+
+def rankme(x, epsilon=1e-7):
+    """Effective rank with p + epsilon."""
+    s = scipy.linalg.svdvals(_f64(x))
+    p = s / s.sum() + epsilon
+    return float(math.exp(-np.sum(p * np.log(p))))
+
+
+def covariance_eigenvalues(x):
+    """Eigenvalues of the unbiased covariance, descending, L1-normalised."""
+    x = _f64(x)
+    c = np.atleast_2d(np.cov(x, rowvar=False, ddof=1))
+    lam = np.clip(scipy.linalg.eigvalsh(c), 0.0, None)[::-1]
+    return lam / lam.sum()
+
+
+def eigenvalue_count(x, tau=0.01):
+    return int(np.sum(covariance_eigenvalues(x) > tau))
+
+
+def explained_variance_ratio(x, top=0.3):
+    """Share held by the top max(1, floor(top * N)) of the N eigenvalues."""
+    lam = covariance_eigenvalues(x)
+    k = max(1, int(math.floor(top * len(lam) + 1e-9)))
+    return float(np.sum(lam[:k]))
+
+
+def uniformity(x, t=2.0):
+    """log mean_{i<j} exp(-t ||x_i - x_j||^2) on L2-normalised rows."""
+    x = l2_normalize_rows(x)
+    n = x.shape[0]
+    terms = []
+    for i in range(n):
+        for j in range(i + 1, n):
+            d2 = float(np.sum((x[i] - x[j]) ** 2))
+            terms.append(math.exp(-t * d2))
+    return math.log(sum(terms) / len(terms))
+
+
+def alignment(x, y, alpha=2.0):
+    """mean_i ||x^_i - y^_i||^alpha on L2-normalised rows."""
+    xn, yn = l2_normalize_rows(x), l2_normalize_rows(y)
+    return float(np.mean(np.linalg.norm(xn - yn, axis=1) ** alpha))
+
+
+def gaussian_mutual_information_from_covariance(sigma, r_dim, ridge=0.0,
+                                                rcond=1e-10):
+    """1/2 [ln|S_R| + ln|S_Z| - ln|S|]; +inf when a block is singular, i.e.
+    its smallest eigenvalue is below ``rcond`` times its largest (a
+    relative test, so round-off cannot hide a deterministic dependence)."""
+    sigma = _f64(sigma) + ridge * np.eye(len(sigma))
+    parts = []
+    for block in (sigma[:r_dim, :r_dim], sigma[r_dim:, r_dim:], sigma):
+        lam = scipy.linalg.eigvalsh(block)
+        if lam[-1] <= 0 or lam[0] <= rcond * lam[-1]:
+            return math.inf
+        parts.append(float(np.sum(np.log(lam))))
+    return 0.5 * (parts[0] + parts[1] - parts[2])
+
+
+def gaussian_mutual_information(r, z, ridge=0.0):
+    r, z = _f64(r), _f64(z)
+    joint = np.concatenate([r, z], axis=1)
+    sigma = np.cov(joint, rowvar=False, ddof=1)
+    return gaussian_mutual_information_from_covariance(
+        sigma, r.shape[1], ridge)
