@@ -46,8 +46,13 @@ def as_matrix(x, name="x", min_rows=1):
 
 
 def check_finite(x, name="x"):
-    """Raise ValueError if a concrete tensor holds NaN or Inf."""
-    if is_concrete(x) and not bool(ops.all(ops.isfinite(x))):
+    """Raise ValueError if a concrete tensor holds NaN or Inf.
+
+    The test is on the *result*: a concrete input used inside a traced
+    function (jax.jit, tf.function) yields a traced flag, which is skipped.
+    """
+    all_finite = ops.all(ops.isfinite(x))
+    if is_concrete(all_finite) and not bool(all_finite):
         raise ValueError(
             f"`{name}` contains NaN or Inf values. Check the input data "
             "(e.g. division by zero during normalisation) or lower the "

@@ -54,6 +54,9 @@ def linear_probe(
     xtr, xte = (xtr - mean) / std, (xte - mean) / std
     num_classes = int(max(ytr.max(), yte.max())) + 1
     keras.utils.set_random_seed(seed)
+    # Few-label subsets would get one step per epoch at the paper's batch
+    # size; keep at least 8 steps per epoch so the probe converges.
+    batch_size = int(min(batch_size, max(1, np.ceil(len(xtr) / 8))))
     steps = epochs * int(np.ceil(len(xtr) / batch_size))
     schedule = keras.optimizers.schedules.ExponentialDecay(
         learning_rate, steps, final_learning_rate / learning_rate

@@ -32,10 +32,10 @@ def digits():
     return load_digits(seed=0)
 
 
-def make_model(**kwargs):
+def make_model(width=4, **kwargs):
     kwargs.setdefault("num_classes", 10)
     model = ka.AdaDimModel(
-        small_cnn_encoder((8, 8, 1), width=4),
+        small_cnn_encoder((8, 8, 1), width=width),
         mlp_projector(hidden_dim=32, output_dim=16),
         **kwargs,
     )
@@ -76,7 +76,7 @@ def test_fit_with_alpha_updater_on_digits(digits):
         batch_size=64,
         seed=0,
     )
-    model = make_model()
+    model = make_model(width=8, probe_learning_rate=0.5)
     (v1, v2), _ = next(iter(ds.as_numpy_iterator()))
     before = [np_(w).copy() for w in model.weights]
     updater = ka.AlphaUpdater(every=1, batches=3, verbose=0)
@@ -94,7 +94,7 @@ def test_fit_with_alpha_updater_on_digits(digits):
     assert history["vicreg"][-1] < history["vicreg"][0]
     assert history["nce"][-1] < history["nce"][0]
     # 10 classes: chance is 0.1; the probe learns from the first epoch on.
-    assert history["probe_accuracy"][-1] > max(0.15, history["probe_accuracy"][0])
+    assert history["probe_accuracy"][-1] > max(0.2, history["probe_accuracy"][0])
 
     # The total loss mixes terms with a changing alpha, so compare it at one
     # alpha: the trained weights must beat the initial ones on a batch.

@@ -45,13 +45,13 @@ class OnlineLinearProbe(keras.layers.Layer):
         self.bias_velocity = var("bias_velocity", (c,), "zeros")
 
     def call(self, features):
-        features = ops.cast(ops.stop_gradient(features), "float32")
+        features = ops.cast(ops.stop_gradient(ops.convert_to_tensor(features)), "float32")
         return ops.matmul(features, self.kernel) + self.bias
 
     def update(self, features, labels, learning_rate):
         """One SGD step on (features, integer labels); returns
         ``(cross_entropy, accuracy)`` measured before the step."""
-        f = ops.cast(ops.stop_gradient(features), "float32")
+        f = ops.cast(ops.stop_gradient(ops.convert_to_tensor(features)), "float32")
         logits = ops.matmul(f, self.kernel) + self.bias
         labels = ops.cast(ops.reshape(labels, (-1,)), "int32")
         onehot = ops.one_hot(labels, self.num_classes, dtype="float32")
