@@ -96,7 +96,7 @@ def main(argv=None):
     print(f"\nPre-training took {train_seconds:.0f} s.")
     print(
         "alpha over training: "
-        + ", ".join(f"{a:.3f}" for a in history.history["alpha_value"][:: max(1, args.alpha_every)])
+        + ", ".join(f"{a:.3f}" for a in history.history["alpha"][:: max(1, args.alpha_every)])
     )
     print("\nLinear-probe top-1 accuracy on the digits test split (360 images)")
     print(f"{'features':<22}{'all labels':>12}{'10 per class':>14}")

@@ -85,9 +85,9 @@ def test_fit_with_alpha_updater_on_digits(digits):
     assert [u["epoch"] for u in updater.updates] == [0, 1, 2]
     alphas = [u["alpha"] for u in updater.updates]
     assert all(0.0 <= a <= 1.0 for a in alphas)
-    np.testing.assert_allclose(history["alpha_value"], alphas, rtol=1e-5)
+    np.testing.assert_allclose(history["alpha"], alphas, rtol=1e-5)
     np.testing.assert_allclose(
-        history["beta_value"], [1e-4 * a for a in alphas], rtol=1e-4
+        history["beta"], [1e-4 * a for a in alphas], rtol=1e-4
     )
     for key in ("loss", "vicreg", "nce", "mut", "probe_loss", "probe_accuracy"):
         assert key in history and np.all(np.isfinite(history[key])), key
@@ -200,7 +200,7 @@ def test_alpha_schedules_follow_training_progress(digits):
         steps = 4  # 128 samples / 32
         # alpha used at step t is set from t completed steps out of 8
         per_epoch = [np.mean([expect(t / (2 * steps)) for t in range(e * steps, (e + 1) * steps)]) for e in range(2)]
-        np.testing.assert_allclose(hist["alpha_value"], per_epoch, rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(hist["alpha"], per_epoch, rtol=1e-5, atol=1e-6)
         assert int(np_(model.train_steps)) == 8
 
 

@@ -15,7 +15,7 @@ class AlphaUpdater(keras.callbacks.Callback):
     alpha becomes the mean of ``ER(concat(z1, z2)) / min(2b, F)``
     (``concat(z1, z2m)`` with a momentum encoder). Between updates alpha is
     constant. Each update is printed (``verbose``), kept in ``self.updates``
-    and appears in the history as ``alpha_value`` / ``beta_value``.
+    and appears in the history as ``alpha`` / ``beta``.
 
     Args:
         every: epochs between updates (e_alpha).

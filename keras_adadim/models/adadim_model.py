@@ -197,7 +197,7 @@ class AdaDimModel(keras.Model):
 
         self._trackers = {
             name: keras.metrics.Mean(name=name)
-            for name in ("vicreg", "nce", "mut", "alpha_value", "beta_value")
+            for name in ("vicreg", "nce", "mut", "alpha", "beta")
         }
         if self.probe is not None:
             self._trackers["probe_loss"] = keras.metrics.Mean("probe_loss")
@@ -455,9 +455,8 @@ class AdaDimModel(keras.Model):
         valid = ops.cast(out["valid"], "float32")
         nan_if_invalid = ops.where(out["valid"], 0.0, float("nan"))
         loss = valid * loss + ops.stop_gradient(nan_if_invalid)
-        for name, value in (*terms.items(), ("alpha_value", alpha)):
+        for name, value in (*terms.items(), ("alpha", alpha), ("beta", beta)):
             self._trackers[name].update_state(value)
-        self._trackers["beta_value"].update_state(beta)
         if training:
             self.train_steps.assign_add(1)
         if y is not None:
