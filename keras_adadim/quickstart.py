@@ -36,8 +36,15 @@ def parse_args(argv=None):
     p.add_argument("--width", type=int, default=32)
     p.add_argument("--method", default="adadim", choices=sorted(ka.METHODS))
     p.add_argument("--probe-epochs", type=int, default=100)
+    p.add_argument(
+        "--monitor-every", type=int, default=5,
+        help="epochs between H(R) / I(R; Z) measurements on the test split",
+    )
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--output", default=None, help="save encoder + results")
+    p.add_argument(
+        "--output", default="runs/quickstart",
+        help="where the encoder, results.json and the dynamics plot go",
+    )
     return p.parse_args(argv)
 
 
@@ -61,7 +68,10 @@ def main(argv=None):
         num_classes=10,
     )
     model.compile(optimizer=keras.optimizers.AdamW(args.learning_rate, 1e-4))
-    callbacks = []
+    monitor = ka.RepresentationMonitor(
+        data["test_images"], every=args.monitor_every
+    )
+    callbacks = [monitor]
     if model.alpha_mode == "adaptive":
         callbacks.append(ka.AlphaUpdater(every=args.alpha_every))
     print(
@@ -94,10 +104,21 @@ def main(argv=None):
         results[name] = {"all_labels": full, "10_per_class": ten}
 
     print(f"\nPre-training took {train_seconds:.0f} s.")
-    print(
-        "alpha over training: "
-        + ", ".join(f"{a:.3f}" for a in history.history["alpha"][:: max(1, args.alpha_every)])
-    )
+    dynamics = {
+        key: [r[key] for r in monitor.records]
+        for key in ("epoch", "r_effective_rank", "r_entropy",
+                    "mutual_information", "r_uniformity")
+    }
+    dynamics["alpha"] = [history.history["alpha"][e] for e in dynamics["epoch"]]
+    print("\nTraining dynamics on the test split (R = encoder output)")
+    print(f"{'epoch':>6}{'alpha':>8}{'ER(R)':>8}{'H2(R)':>8}{'I(R;Z)':>8}")
+    for i, epoch in enumerate(dynamics["epoch"]):
+        print(
+            f"{epoch + 1:>6}{dynamics['alpha'][i]:>8.3f}"
+            f"{dynamics['r_effective_rank'][i]:>8.2f}"
+            f"{dynamics['r_entropy'][i]:>8.3f}"
+            f"{dynamics['mutual_information'][i]:>8.3f}"
+        )
     print("\nLinear-probe top-1 accuracy on the digits test split (360 images)")
     print(f"{'features':<22}{'all labels':>12}{'10 per class':>14}")
     for name, r in results.items():
@@ -105,9 +126,19 @@ def main(argv=None):
     if args.output:
         os.makedirs(args.output, exist_ok=True)
         encoder.save(os.path.join(args.output, "encoder.keras"))
+        try:
+            from keras_adadim.analysis.plots import training_dynamics
+
+            plot = {**dynamics, "epoch": [e + 1 for e in dynamics["epoch"]]}
+            _, paths = training_dynamics(
+                plot, path=os.path.join(args.output, "training_dynamics")
+            )
+            print(f"plotted the dynamics to {paths[0]}")
+        except ImportError:  # matplotlib is optional ([plot] extra)
+            print("install matplotlib to plot the training dynamics")
         with open(os.path.join(args.output, "results.json"), "w") as f:
             json.dump(
-                {"probe": results, "history": {
+                {"probe": results, "dynamics": dynamics, "history": {
                     k: [float(v) for v in vs]
                     for k, vs in history.history.items()
                 }, "args": vars(args)},

@@ -10,9 +10,9 @@ if [ ! -x "$VENV/bin/python" ]; then
 fi
 # shellcheck disable=SC1091
 . "$VENV/bin/activate"
-if ! python -c "import keras_adadim, sklearn" 2>/dev/null; then
+if ! python -c "import keras_adadim, sklearn, matplotlib" 2>/dev/null; then
   python -m pip install -q --upgrade pip
-  python -m pip install -q -e .
+  python -m pip install -q -e ".[plot]"
 fi
 export KERAS_BACKEND=${KERAS_BACKEND:-tensorflow}
 export TF_CPP_MIN_LOG_LEVEL=${TF_CPP_MIN_LOG_LEVEL:-3}

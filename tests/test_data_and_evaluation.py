@@ -92,7 +92,7 @@ def test_quickstart_runs_end_to_end(tmp_path, capsys):
 
     results = quickstart.main(
         ["--epochs", "2", "--alpha-every", "1", "--probe-epochs", "3",
-         "--width", "4", "--output", str(tmp_path)]
+         "--width", "4", "--monitor-every", "1", "--output", str(tmp_path)]
     )
     out = capsys.readouterr().out
     assert "AlphaUpdater: epoch 0: alpha =" in out
@@ -100,3 +100,5 @@ def test_quickstart_runs_end_to_end(tmp_path, capsys):
     assert set(results) == {"AdaDim encoder", "random-init encoder", "raw pixels"}
     assert (tmp_path / "encoder.keras").exists()
     assert (tmp_path / "results.json").exists()
+    assert (tmp_path / "training_dynamics.png").stat().st_size > 10_000
+    assert "Training dynamics on the test split" in out

@@ -1,3 +1,7 @@
 from keras_adadim.callbacks.alpha_updater import AlphaUpdater
+from keras_adadim.callbacks.representation_monitor import RepresentationMonitor
+from keras_adadim.callbacks.representation_monitor import (
+    representation_statistics,
+)
 
-__all__ = ["AlphaUpdater"]
+__all__ = ["AlphaUpdater", "RepresentationMonitor", "representation_statistics"]
