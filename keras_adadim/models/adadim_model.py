@@ -207,6 +207,7 @@ class AdaDimModel(keras.Model):
         self._fit_data = None
         self._fit_batch_size = None
         self._warned_labels = False
+        self._warned_same_views = False
 
     # ------------------------------------------------------------------ state
     def _state(self, name, value, dtype):
@@ -252,6 +253,16 @@ class AdaDimModel(keras.Model):
             x1, x2 = inputs
         else:
             x1 = x2 = inputs
+            if self.augmentation is None and not self._warned_same_views:
+                self._warned_same_views = True
+                warnings.warn(
+                    "AdaDimModel got one batch of images and has no "
+                    "`augmentation`, so both views are identical and the "
+                    "invariance term is trivially zero. Feed pairs of "
+                    "augmented views (`keras_adadim.data.two_view_dataset`) "
+                    "or pass `augmentation=`.",
+                    stacklevel=2,
+                )
         x1, x2 = ops.convert_to_tensor(x1), ops.convert_to_tensor(x2)
         for name, x in (("x1", x1), ("x2", x2)):
             _check_images(x, name, self._expected_rank())
