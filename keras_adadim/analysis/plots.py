@@ -265,3 +265,33 @@ def h_vs_i(runs, path=None, entropy_key="H(R)", mi_key="I(R;Z)",
     ax.grid(True, alpha=0.3)
     ax.legend(fontsize=9, loc="best")
     return fig, _save(fig, path)
+
+
+def figure11(result, path=None):
+    """I(R; Z) over training epochs of the Appendix B.4 neural-network
+    simulation, one curve per method (Figure 11)."""
+    methods = [k for k in result if k != "epoch"]
+    if not methods:
+        raise ValueError(
+            "`result` has no method curves; expected the output of "
+            "`keras_adadim.analysis.nn_simulation`."
+        )
+    epochs = np.asarray(result["epoch"], dtype="float64")
+    fig = _new_figure((7, 4.5))
+    ax = fig.subplots()
+    colors = {"simclr": "#1f77b4", "vicreg": "#d62728"}
+    names = {"simclr": "SimCLR (NT-Xent)", "vicreg": "VICReg"}
+    for method in methods:
+        values = _series(result[method], method)
+        if values.size != epochs.size:
+            raise ValueError(
+                f"`{method}` has {values.size} values for {epochs.size} epochs."
+            )
+        ax.plot(epochs, values, linewidth=1.8, color=colors.get(method),
+                label=names.get(method, method))
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("I(R; Z) (nats, closed-form Gaussian)")
+    ax.set_title("Neural-network simulation (Appendix B.4): I(R; Z) per epoch")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    return fig, _save(fig, path)
