@@ -394,3 +394,32 @@ def test_error_compile_with_loss_and_unknown_method():
         make_model(method="byol")
     with pytest.raises(ValueError, match="alpha"):
         make_model(alpha=1.5)
+
+
+def test_changing_alpha_never_retraces_the_step(digits):
+    """alpha and beta are variables: AlphaUpdater changing them between
+    epochs does not trace (compile) the training step again. Tracing runs
+    compute_loss in Python, so a Python counter sees every trace; PyTorch
+    runs eagerly and calls it once per step."""
+    x1, x2, y = fixed_views(digits)
+    calls = []
+
+    class Counting(ka.AdaDimModel):
+        def compute_loss(self, *args, **kwargs):
+            calls.append(1)
+            return super().compute_loss(*args, **kwargs)
+
+    model = Counting(
+        small_cnn_encoder((8, 8, 1), width=4), mlp_projector(32, 16), num_classes=10
+    )
+    model.compile(optimizer="sgd")
+    updater = ka.AlphaUpdater(every=1, batches=2, verbose=0)
+    model.fit((x1, x2), y, batch_size=B, epochs=1, callbacks=[updater], verbose=0)
+    traced = len(calls)
+    model.fit((x1, x2), y, batch_size=B, epochs=3, callbacks=[updater], verbose=0)
+    alphas = [u["alpha"] for u in updater.updates]
+    assert len(set(np.round(alphas, 6))) > 1  # alpha really changed
+    if keras.backend.backend() == "torch":
+        assert len(calls) == 4 * 4  # eager: one call per step, 4 steps/epoch
+    else:
+        assert len(calls) == traced  # no new trace after alpha changed
