@@ -17,11 +17,12 @@ training steps on an in-memory repeated batch of pre-made random views
 (``train_on_batch``, the presets interleaved step by step; or
 ``--driver fit``: one ``fit`` call per preset and round, steps timed by a
 callback). Interleaving makes machine noise hit all three alike; the
-reported step time is the median per-step time of each preset. It then times one ``AlphaUpdater`` update (``batches`` batches
-through the model in training mode, as at the start of every ``every``-th
-epoch) and expresses it as a share of ``every`` epochs of CIFAR-size
-training (``--epoch-samples`` / ``--batch`` steps at the measured AdaDim
-step time). See ``benchmarks/README.md``.
+reported step time is the median per-step time of each preset. It then
+times one ``AlphaUpdater`` update (``batches`` batches through the model in
+training mode, as at the start of every ``every``-th epoch) and expresses
+it as a share of ``every`` epochs of CIFAR-size training
+(``--epoch-samples`` / ``--batch`` steps at the measured AdaDim step time).
+See ``benchmarks/README.md``.
 """
 
 import argparse
