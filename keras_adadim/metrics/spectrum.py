@@ -8,8 +8,6 @@ from keras import ops
 
 from keras_adadim._validation import as_matrix
 
-_TINY = 1e-30
-
 
 def singular_values(x):
     """Singular values of ``x`` (n, k), computed in float32."""
