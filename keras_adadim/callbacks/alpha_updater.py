@@ -24,7 +24,10 @@ class AlphaUpdater(keras.callbacks.Callback):
             passed to ``fit``: a ``tf.data.Dataset`` (its next ``batches``
             batches; shuffle it so they are random), NumPy arrays (random
             rows) or a ``keras.utils.PyDataset`` (random indices). Pass a
-            dataset here for other inputs.
+            dataset here for other inputs, or a callable ``data(epoch)``
+            returning one, so that each update sees that epoch's batches
+            (the pre-training runner uses this to make resumed runs draw
+            exactly the batches an uninterrupted run draws).
         batch_size: batch size when drawing rows from arrays (default: the
             ``fit`` batch size, else 256).
         seed: seed of the random draws from arrays / PyDatasets.
@@ -48,6 +51,19 @@ class AlphaUpdater(keras.callbacks.Callback):
         self.verbose = verbose
         self.updates = []
         self._rng = np.random.default_rng(seed)
+        self._skip_epoch = None
+
+    def get_state(self):
+        """The updates so far (JSON-serialisable), for checkpoints."""
+        return {"updates": [dict(u) for u in self.updates]}
+
+    def set_state(self, state, resumed_epoch=None):
+        """Restore ``get_state()`` output. ``resumed_epoch``: a run that
+        resumes in the middle of this epoch already updated alpha at its
+        start (alpha itself is restored with the model's weights), so the
+        update at its (repeated) ``on_epoch_begin`` is skipped."""
+        self.updates = [dict(u) for u in state.get("updates", [])]
+        self._skip_epoch = resumed_epoch
 
     def on_train_begin(self, logs=None):
         if getattr(self.model, "alpha_mode", None) != "adaptive":
@@ -62,8 +78,12 @@ class AlphaUpdater(keras.callbacks.Callback):
     def on_epoch_begin(self, epoch, logs=None):
         if epoch % self.every != 0:
             return
+        if epoch == self._skip_epoch:
+            self._skip_epoch = None
+            return
         ratios = [
-            self.model.embedding_rank_ratio(x) for x in self._draw_batches()
+            self.model.embedding_rank_ratio(x)
+            for x in self._draw_batches(epoch)
         ]
         if not ratios:
             raise ValueError(
@@ -81,8 +101,10 @@ class AlphaUpdater(keras.callbacks.Callback):
             )
 
     # ------------------------------------------------------------ sampling
-    def _draw_batches(self):
+    def _draw_batches(self, epoch=0):
         data = self.data if self.data is not None else self.model._fit_data
+        if callable(data) and not isinstance(data, keras.utils.PyDataset):
+            data = data(epoch)
         if data is None:
             raise ValueError(
                 "AlphaUpdater has no data: use it inside `AdaDimModel.fit`, "

@@ -640,7 +640,12 @@ class _TrainingGuard(keras.callbacks.Callback):
     def on_train_begin(self, logs=None):
         model = self.model
         steps, epochs = self.params.get("steps"), self.params.get("epochs")
-        if steps:
+        # A run split over several `fit` calls (a resumed partial epoch)
+        # sets `model.total_steps` so the schedules see the whole run.
+        total = getattr(model, "total_steps", None)
+        if total:
+            model.planned_steps.assign(int(total))
+        elif steps:
             model.planned_steps.assign(int(steps) * int(epochs))
         elif model.alpha_mode in ("cosine", "linear") or (
             model.momentum is not None
