@@ -82,6 +82,20 @@ class RepresentationMonitor(keras.callbacks.Callback):
         self.every = int(every)
         self.records = []
 
+    def get_state(self):
+        """The records so far (JSON-serialisable), for checkpoints."""
+        return {
+            "records": [
+                {k: float(v) if k != "epoch" else int(v) for k, v in r.items()}
+                for r in self.records
+            ]
+        }
+
+    def set_state(self, state, resumed_epoch=None):
+        """Restore ``get_state()`` output (``resumed_epoch`` is unused: the
+        monitor measures at epoch ends, which a resumed run still reaches)."""
+        self.records = [dict(r) for r in state.get("records", [])]
+
     def on_train_begin(self, logs=None):
         for name in ("encoder", "projector"):
             if not hasattr(self.model, name):
