@@ -1,5 +1,8 @@
 """The ``adadim`` command line.
 
+    adadim pretrain [--dataset digits] [--preset baseline|expanded|...] ...
+    adadim evaluate RUN_DIR_OR_ENCODER [--dataset D] ...
+    adadim analyze RUN_DIR [RUN_DIR ...] [--output DIR] [--format md|html]
     adadim zoo list
     adadim zoo info NAME
     adadim zoo download NAME [--output DIR] [--revision REV] [--full-model]
@@ -7,8 +10,7 @@
     adadim zoo train NAME [--output DIR]
 
 Each top-level command is a function ``add_<command>_parser(subparsers)``
-listed in ``COMMANDS``; a new command (``pretrain``, ``evaluate``) adds its
-own function there. Handlers return an exit status; ``ValueError`` and
+listed in ``COMMANDS``. Handlers return an exit status; ``ValueError`` and
 ``OSError`` raised by the library are printed as ``error: ...`` (status 2).
 """
 
@@ -123,8 +125,235 @@ def add_zoo_parser(subparsers):
     return zoo_p
 
 
-# Top-level commands; another module adds e.g. add_pretrain_parser here.
-COMMANDS = [add_zoo_parser]
+# ---------------------------------------------------------------- pretrain
+def _alpha_arg(value):
+    if value in ("adaptive", "cosine", "linear"):
+        return value
+    try:
+        return float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"--alpha must be 'adaptive', 'cosine', 'linear' or a number in "
+            f"[0, 1]; got {value!r}"
+        ) from None
+
+
+# flag -> (config key, type, help). Unset flags keep the preset's value.
+_PRETRAIN_FLAGS = [
+    ("--data-dir", "data_dir", str,
+     "tensorflow-datasets data_dir (prepared data / manual downloads)"),
+    ("--train-split", "train_split", str, "split to pre-train on"),
+    ("--test-split", "test_split", str, "split to evaluate and monitor on"),
+    ("--image-size", "image_size", int, "crop size of the views (px)"),
+    ("--channels", "channels", int, "1 or 3: convert the images"),
+    ("--backbone", "backbone", str,
+     "small_cnn, resnet18, resnet34, resnet50, vit_tiny, vit_small"),
+    ("--width-multiplier", "width_multiplier", float, "ResNet/ViT width"),
+    ("--width", "width", int, "small_cnn width"),
+    ("--stem", "stem", str, "auto, cifar or imagenet (ResNet)"),
+    ("--method", "method", str,
+     "adadim, simclr, vicreg, simclr+lambda, vicreg+lambda"),
+    ("--projector", "projector", str, "small, baseline, expanded, simclr"),
+    ("--projector-dim", "projector_dim", int, "projector output size"),
+    ("--projector-hidden-dim", "projector_hidden_dim", int,
+     "projector hidden size"),
+    ("--momentum-encoder", "momentum_encoder", float,
+     "EMA momentum of a momentum encoder (e.g. 0.996)"),
+    ("--temperature", "temperature", float, "InfoNCE temperature"),
+    ("--gamma", "gamma", float, "beta = gamma * alpha (0: no L_mut)"),
+    ("--alpha", "alpha", _alpha_arg,
+     "adaptive (effective rank), cosine, linear or a fixed number"),
+    ("--alpha-every", "alpha_every", int, "epochs between alpha updates"),
+    ("--alpha-batches", "alpha_batches", int, "batches per alpha update"),
+    ("--augmentation", "augmentation", str,
+     "auto, asymmetric, symmetric, ressl, digits"),
+    ("--epochs", "epochs", int, "training epochs"),
+    ("--batch-size", "batch_size", int, "images per view per step"),
+    ("--optimizer", "optimizer", str, "lars, sgd or adamw"),
+    ("--learning-rate", "learning_rate", float,
+     "base learning rate (x batch/256 when the preset scales it)"),
+    ("--weight-decay", "weight_decay", float, "weight decay"),
+    ("--warmup-epochs", "warmup_epochs", int, "linear warm-up epochs"),
+    ("--schedule", "schedule", str, "cosine (with warm-up) or constant"),
+    ("--probe-learning-rate", "probe_learning_rate", float,
+     "online linear probe's learning rate"),
+    ("--monitor-every", "monitor_every", int,
+     "epochs between H(R) / I(R; Z) measurements (0: off)"),
+    ("--monitor-samples", "monitor_samples", int,
+     "held-out images the monitor uses"),
+    ("--eval", "eval", str, "none, linear, knn or all"),
+    ("--probe-epochs", "probe_epochs", int, "offline linear-probe epochs"),
+    ("--few-labels", "few_labels", int,
+     "labels per class of the few-label probe (0: off)"),
+    ("--knn-k", "knn_k", int, "neighbours of the kNN evaluation"),
+    ("--checkpoint-every", "checkpoint_every_steps", int,
+     "steps between mid-epoch checkpoints (0: epoch ends only)"),
+    ("--seed", "seed", int, "seed of data order, augmentation and init"),
+]
+
+
+def pretrain_config(args):
+    """The resolved configuration of parsed ``adadim pretrain`` flags."""
+    from keras_adadim import presets
+
+    overrides = {key: getattr(args, key) for _, key, _, _ in _PRETRAIN_FLAGS}
+    if args.predictor is not None:
+        overrides["predictor"] = args.predictor
+    if args.online_probe is not None:
+        overrides["online_probe"] = args.online_probe
+    if args.baselines is not None:
+        overrides["eval_baselines"] = args.baselines
+    return presets.resolve(
+        args.preset, args.dataset, table9=args.table9, **overrides
+    )
+
+
+def _pretrain(args):
+    import json
+
+    config = pretrain_config(args)
+    if args.print_config:
+        print(json.dumps(config, indent=2))
+        return 0
+    from keras_adadim import training
+
+    training.pretrain(
+        config, output=args.output, resume=not args.no_resume,
+        verbose=args.verbose,
+    )
+    return 0
+
+
+def add_pretrain_parser(subparsers):
+    from keras_adadim import presets
+
+    p = subparsers.add_parser(
+        "pretrain",
+        help="pre-train an encoder with AdaDim (or a comparison method)",
+        description=(
+            "Pre-train an encoder and write a run directory (config, "
+            "history, checkpoints, TensorBoard logs, encoder.keras, "
+            "results). Running it again on the same --output resumes an "
+            "interrupted run. Presets encode the paper's Tables 7-10; "
+            "flags override them (see --print-config)."
+        ),
+    )
+    p.add_argument(
+        "--dataset", default="digits",
+        help="digits (bundled), a tensorflow-datasets name (cifar10, "
+        "cifar100, stl10, imagenet2012, ...), a class-per-folder image "
+        "directory or a MedMNIST-style .npz file",
+    )
+    p.add_argument("--preset", choices=sorted(presets.PRESETS),
+                   help="digits (default for digits), baseline (default "
+                   "otherwise), expanded, simclr, vicreg")
+    p.add_argument("--table9", help="the paper's dataset row (Table 9) to "
+                   "use for a folder / .npz dataset, e.g. bloodmnist")
+    for flag, key, kind, text in _PRETRAIN_FLAGS:
+        p.add_argument(flag, dest=key, type=kind, help=text)
+    p.add_argument("--predictor", dest="predictor", action="store_true",
+                   default=None, help="add a predictor head")
+    p.add_argument("--no-predictor", dest="predictor", action="store_false")
+    p.add_argument("--online-probe", dest="online_probe",
+                   action="store_true", default=None,
+                   help="train a linear probe alongside (needs labels)")
+    p.add_argument("--no-online-probe", dest="online_probe",
+                   action="store_false")
+    p.add_argument("--baselines", dest="baselines", action="store_true",
+                   default=None, help="also evaluate a random-init encoder "
+                   "and raw pixels")
+    p.add_argument("--no-baselines", dest="baselines", action="store_false")
+    p.add_argument("--output", help="run directory (default runs/<dataset>-"
+                   "<backbone>-<method>-seed<seed>)")
+    p.add_argument("--no-resume", action="store_true",
+                   help="refuse to continue an existing run directory")
+    p.add_argument("--verbose", type=int, default=1, choices=(0, 1, 2),
+                   help="Keras progress: 0 silent, 1 bar, 2 line per epoch")
+    p.add_argument("--print-config", action="store_true",
+                   help="print the resolved configuration and exit")
+    p.set_defaults(handler=_pretrain)
+    return p
+
+
+# ---------------------------------------------------------------- evaluate
+def _evaluate(args):
+    from keras_adadim import evaluate_run
+
+    evaluate_run.evaluate(
+        args.source, dataset=args.dataset, data_dir=args.data_dir,
+        image_size=args.image_size, eval=args.eval,
+        few_labels=args.few_labels, probe_epochs=args.probe_epochs,
+        knn_k=args.knn_k, seed=args.seed, output=args.output,
+    )
+    return 0
+
+
+def add_evaluate_parser(subparsers):
+    p = subparsers.add_parser(
+        "evaluate",
+        help="linear probe, kNN and few-label accuracy of a frozen encoder",
+        description=(
+            "Evaluate a run directory's encoder (or any .keras encoder, "
+            "zoo name or hf:// URI) on a dataset's train/test splits: "
+            "linear probe (Adam 1e-2 -> 1e-6, wd 5e-6), weighted kNN "
+            "(k=20, cosine) and the few-label probe, top-1 and top-5."
+        ),
+    )
+    p.add_argument("source", help="run directory, .keras file, zoo name "
+                   "or hf://org/repo")
+    p.add_argument("--dataset", help="default: the run's dataset")
+    p.add_argument("--data-dir")
+    p.add_argument("--image-size", type=int)
+    p.add_argument("--eval", default="all", choices=("linear", "knn", "all"))
+    p.add_argument("--few-labels", type=int, default=10)
+    p.add_argument("--probe-epochs", type=int, default=100)
+    p.add_argument("--knn-k", type=int, default=20)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--output", help="write evaluation.json here (default: "
+                   "the run directory, if the source is one)")
+    p.set_defaults(handler=_evaluate)
+    return p
+
+
+# ----------------------------------------------------------------- analyze
+def _analyze(args):
+    from keras_adadim.analysis import report
+
+    path = report.analyze(
+        args.runs, output=args.output, fmt=args.format,
+        accuracy_key=args.accuracy, allow_mixed=args.allow_mixed,
+    )
+    print(f"Report written to {path}")
+    return 0
+
+
+def add_analyze_parser(subparsers):
+    p = subparsers.add_parser(
+        "analyze",
+        help="a report (Markdown or HTML, with plots) of one or more runs",
+        description=(
+            "Training dynamics (H(R), I(R; Z), uniformity, alpha) of each "
+            "run, and across runs: H(R) vs I(R; Z) coloured by accuracy and "
+            "the |Pearson r| table of accuracy against H(R), I(R; Z) and "
+            "I/H (the paper's Table 1; needs >= 3 runs)."
+        ),
+    )
+    p.add_argument("runs", nargs="+", help="run directories")
+    p.add_argument("--output", default="analysis",
+                   help="report directory (default ./analysis)")
+    p.add_argument("--format", default="md", choices=("md", "html"))
+    p.add_argument("--accuracy", default="linear_top1",
+                   help="accuracy to correlate: linear_top1, knn_top1, "
+                   "few_label")
+    p.add_argument("--allow-mixed", action="store_true",
+                   help="compare runs on different datasets/backbones")
+    p.set_defaults(handler=_analyze)
+    return p
+
+
+# Top-level commands, in the order `adadim --help` lists them.
+COMMANDS = [add_pretrain_parser, add_evaluate_parser, add_analyze_parser,
+            add_zoo_parser]
 
 
 def build_parser():
@@ -150,6 +379,13 @@ def main(argv=None):
     except (ValueError, OSError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print(
+            "\ninterrupted. A pre-training run resumes from its last "
+            "checkpoint when you run the same command again.",
+            file=sys.stderr,
+        )
+        return 130
 
 
 if __name__ == "__main__":

@@ -1,0 +1,223 @@
+"""`adadim pretrain` / `evaluate` / `analyze` end to end on digits (tiny
+settings): the run directory, resuming a killed run, the evaluation and the
+report, and their errors."""
+
+import json
+import os
+import shutil
+
+import keras
+import numpy as np
+import pytest
+
+from keras_adadim import cli
+from keras_adadim import training
+from keras_adadim.analysis import report
+
+TINY = dict(
+    epochs=2, batch_size=128, width=8, projector_hidden_dim=32,
+    projector_dim=16, alpha_every=1, alpha_batches=2, monitor_every=1,
+    monitor_samples=128, probe_epochs=3, few_labels=2, eval="all",
+    checkpoint_every_steps=4, seed=0,
+)
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    out = str(tmp_path_factory.mktemp("runs") / "digits")
+    return training.pretrain(output=out, verbose=0, log=lambda *a: None,
+                             **TINY)
+
+
+def test_run_directory_contents(run):
+    d = run["directory"]
+    for name in ("config.json", "history.json", "history.csv",
+                 "results.json", "encoder.keras", "model.keras",
+                 "sample_views.png", "training_dynamics.png",
+                 os.path.join("checkpoints", "last.json")):
+        assert os.path.exists(os.path.join(d, name)), name
+    assert os.listdir(os.path.join(d, "tensorboard"))
+    config = json.load(open(os.path.join(d, "config.json")))
+    assert config["epochs"] == 2 and config["preset"] == "digits"
+    assert config["versions"]["backend"] == keras.backend.backend()
+    history = json.load(open(os.path.join(d, "history.json")))
+    assert [r["epoch"] for r in history] == [0, 1]
+    for key in ("loss", "alpha", "beta", "r_entropy", "mutual_information",
+                "probe_accuracy"):
+        assert all(np.isfinite(r[key]) for r in history), key
+    csv = open(os.path.join(d, "history.csv")).read().splitlines()
+    assert len(csv) == 3 and "alpha" in csv[0].split(",")
+    state = json.load(open(os.path.join(d, "checkpoints", "last.json")))
+    assert (state["epoch"], state["step_in_epoch"]) == (2, 0)
+    assert state["optimizer_step"] == 2 * (1437 // 128)
+    # Old weights files are removed as new ones are written.
+    weights = [f for f in os.listdir(os.path.join(d, "checkpoints"))
+               if f.endswith(".weights.h5")]
+    assert weights == [state["weights"]]
+
+
+def test_results_and_alpha_updates(run):
+    results = run["results"]
+    updates = results["alpha_updates"]
+    assert [u["epoch"] for u in updates] == [0, 1]
+    for u in updates:
+        assert 0 < u["alpha"] <= 1
+        assert u["beta"] == pytest.approx(1e-4 * u["alpha"], rel=1e-5)
+    history = run["history"]
+    # The logged alpha of epoch e is the update made at its start.
+    assert [h["alpha"] for h in history] == pytest.approx(
+        [u["alpha"] for u in updates], rel=1e-5)
+    ev = results["evaluation"]
+    assert set(ev) == {"AdaDim encoder", "random-init encoder", "raw pixels"}
+    for r in ev.values():
+        for key in ("linear_top1", "linear_top5", "knn_top1", "knn_top5"):
+            assert 0 <= r["all_labels"][key] <= 1
+        assert r["all_labels"]["linear_top5"] >= r["all_labels"]["linear_top1"]
+        assert 0 <= r["few_label"]["linear_top1"] <= 1
+    # Raw pixels of digits are linearly separable well above chance.
+    assert ev["raw pixels"]["all_labels"]["knn_top1"] > 0.9
+
+
+def test_saved_model_reproduces_the_last_monitored_values(run):
+    """The saved model is the trained one: H(R), I(R; Z) and ER(R)
+    recomputed offline from model.keras on the monitor's held-out images
+    equal the values logged at the last epoch."""
+    from keras_adadim import data as data_lib
+    from keras_adadim.callbacks import representation_statistics
+
+    d = run["directory"]
+    model = keras.saving.load_model(os.path.join(d, "model.keras"))
+    test = data_lib.load_dataset("digits", split="test")
+    images, _ = data_lib.to_numpy(test, max_examples=TINY["monitor_samples"])
+    stats = representation_statistics(model.encoder, model.projector, images)
+    last = run["history"][-1]
+    for key in ("r_entropy", "mutual_information", "r_effective_rank"):
+        assert stats[key] == pytest.approx(last[key], rel=1e-4, abs=1e-5), key
+    encoder = keras.saving.load_model(os.path.join(d, "encoder.keras"))
+    np.testing.assert_allclose(
+        encoder.predict(images[:16], verbose=0),
+        model.encoder.predict(images[:16], verbose=0), atol=1e-5)
+
+
+def test_finished_run_only_reports(run):
+    lines = []
+    again = training.pretrain(output=run["directory"], verbose=0,
+                              log=lines.append, **TINY)
+    assert "finished run" in lines[0]
+    assert again["results"]["alpha_updates"] == run["results"]["alpha_updates"]
+
+
+def test_changed_settings_and_foreign_directory_are_refused(run, tmp_path):
+    with pytest.raises(ValueError, match="different settings.*epochs"):
+        training.pretrain(output=run["directory"], verbose=0,
+                          **{**TINY, "epochs": 5})
+    (tmp_path / "notes.txt").write_text("mine")
+    with pytest.raises(ValueError, match="not empty"):
+        training.pretrain(output=str(tmp_path), verbose=0, **TINY)
+    assert (tmp_path / "notes.txt").read_text() == "mine"
+
+
+class _Crash(keras.callbacks.Callback):
+    def __init__(self, at):
+        super().__init__()
+        self.at, self.seen = at, 0
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.seen += 1
+        if self.seen == self.at:
+            raise KeyboardInterrupt("simulated kill")
+
+
+def _weights(directory):
+    model = keras.saving.load_model(os.path.join(directory, "model.keras"))
+    return [np.asarray(w) for w in model.get_weights()], model
+
+
+def test_killed_run_resumes_mid_epoch(tmp_path):
+    settings = {**TINY, "epochs": 3, "eval": "none", "monitor_every": 1}
+    steps = 1437 // 128  # 11
+    full = training.pretrain(output=str(tmp_path / "full"), verbose=0,
+                             log=lambda *a: None, **settings)
+    # Killed at global step 17 = epoch 1, step 6; the last checkpoint is at
+    # epoch 1, step 4 (every 4 steps).
+    with pytest.raises(KeyboardInterrupt):
+        training.pretrain(output=str(tmp_path / "killed"), verbose=0,
+                          log=lambda *a: None, callbacks=[_Crash(17)],
+                          **settings)
+    state = json.load(open(tmp_path / "killed" / "checkpoints" / "last.json"))
+    assert (state["epoch"], state["step_in_epoch"]) == (1, 4)
+    resumed = training.pretrain(output=str(tmp_path / "killed"), verbose=0,
+                                log=lambda *a: None, **settings)
+    assert resumed["resumed_from"] == (1, 4)
+    w_full, m_full = _weights(full["directory"])
+    w_res, m_res = _weights(resumed["directory"])
+    assert int(m_res.optimizer.iterations) == int(
+        m_full.optimizer.iterations) == 3 * steps
+    assert int(keras.ops.convert_to_numpy(m_res.train_steps)) == 3 * steps
+    a_full = [u["alpha"] for u in full["results"]["alpha_updates"]]
+    a_res = [u["alpha"] for u in resumed["results"]["alpha_updates"]]
+    assert [u["epoch"] for u in resumed["results"]["alpha_updates"]] == [
+        0, 1, 2]
+    np.testing.assert_allclose(a_res, a_full, rtol=1e-4)
+    for a, b in zip(w_full, w_res):
+        np.testing.assert_allclose(a, b, rtol=1e-3, atol=1e-4)
+    rows = json.load(open(tmp_path / "killed" / "history.json"))
+    assert [r["epoch"] for r in rows] == [0, 1, 2]
+
+
+def test_cli_evaluate_and_analyze(run, tmp_path, capsys):
+    d = run["directory"]
+    assert cli.main(["evaluate", d, "--probe-epochs", "3", "--few-labels",
+                     "2"]) == 0
+    out = capsys.readouterr().out
+    assert "encoder" in out and "kNN" in out
+    ev = json.load(open(os.path.join(d, "evaluation.json")))
+    assert 0 <= ev["evaluation"]["encoder"]["all_labels"]["knn_top1"] <= 1
+    # Three comparable runs with different numbers -> correlation table.
+    runs = []
+    for i, (acc, h, mi) in enumerate([(0.5, 10.0, 0.3), (0.7, 12.0, 0.2),
+                                      (0.9, 15.0, 0.25)]):
+        copy = tmp_path / f"run{i}"
+        shutil.copytree(d, copy)
+        hist = json.load(open(copy / "history.json"))
+        hist[-1]["r_entropy"], hist[-1]["mutual_information"] = h, mi
+        json.dump(hist, open(copy / "history.json", "w"))
+        res = json.load(open(copy / "results.json"))
+        res["evaluation"]["AdaDim encoder"]["all_labels"]["linear_top1"] = acc
+        json.dump(res, open(copy / "results.json", "w"))
+        runs.append(str(copy))
+    out_dir = tmp_path / "report"
+    assert cli.main(["analyze", *runs, "--output", str(out_dir)]) == 0
+    text = (out_dir / "report.md").read_text()
+    assert "h_vs_i.png" in text and "Pearson" in text
+    assert (out_dir / "h_vs_i.png").exists()
+    from scipy.stats import pearsonr
+
+    r = pearsonr([0.5, 0.7, 0.9], [10.0, 12.0, 15.0])[0]
+    assert f"{abs(r):.3f}" in text
+    assert cli.main(["analyze", runs[0], "--output", str(out_dir),
+                     "--format", "html"]) == 0
+    assert "<img" in (out_dir / "report.html").read_text()
+
+
+def test_analyze_bad_input(run, tmp_path):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(ValueError, match="not a run directory"):
+        report.analyze([str(empty)], output=str(tmp_path / "r"))
+    nohist = tmp_path / "nohist"
+    shutil.copytree(run["directory"], nohist)
+    os.remove(nohist / "history.json")
+    with pytest.raises(ValueError, match="never finished an epoch"):
+        report.analyze([str(nohist)], output=str(tmp_path / "r"))
+    other = tmp_path / "other"
+    shutil.copytree(run["directory"], other)
+    config = json.load(open(other / "config.json"))
+    config["dataset"] = "cifar10"
+    json.dump(config, open(other / "config.json", "w"))
+    with pytest.raises(ValueError, match="Mismatched run set"):
+        report.analyze([run["directory"], str(other)],
+                       output=str(tmp_path / "r"))
+    with pytest.raises(ValueError, match="given twice"):
+        report.analyze([run["directory"], run["directory"]],
+                       output=str(tmp_path / "r"))
