@@ -24,6 +24,7 @@ import json
 import os
 import platform
 import time
+import warnings
 
 import keras
 import numpy as np
@@ -149,6 +150,17 @@ class _HistoryFile(keras.callbacks.Callback):
             for i in range(len(self.rows)):
                 f.write(",".join(f"{columns[k][i]}" for k in columns) + "\n")
         os.replace(tmp, os.path.join(self.directory, "history.csv"))
+
+
+def _tensorboard(directory, log):
+    try:
+        import tensorboard  # noqa: F401 - tf.summary needs it installed
+    except ImportError:
+        log("TensorBoard is not installed (pip install tensorboard): the run "
+            "is logged to history.json/.csv only.")
+        return []
+    return [keras.callbacks.TensorBoard(
+        os.path.join(directory, "tensorboard"), write_graph=False)]
 
 
 # ---------------------------------------------------------------- building
@@ -462,9 +474,7 @@ def pretrain(config=None, output=None, resume=True, verbose=1,
         # that the resumed run drops (rows of epochs >= the resume epoch).
         _HistoryFile(directory, history_rows),
         checkpoint,
-        keras.callbacks.TensorBoard(
-            os.path.join(directory, "tensorboard"), write_graph=False
-        ),
+        *_tensorboard(directory, log),
         *callbacks,
     ]
     log(
@@ -475,18 +485,24 @@ def pretrain(config=None, output=None, resume=True, verbose=1,
         f"{keras.backend.backend()}; run directory {directory}"
     )
     started = time.time()
-    if start_step:
-        model.fit(
-            stream(start_epoch).skip(start_step),
-            initial_epoch=start_epoch, epochs=start_epoch + 1,
-            steps_per_epoch=spe - start_step, callbacks=cbs, verbose=verbose,
-        )
-        start_epoch += 1
-    if start_epoch < epochs:
-        model.fit(
-            stream(start_epoch), initial_epoch=start_epoch, epochs=epochs,
-            steps_per_epoch=spe, callbacks=cbs, verbose=verbose,
-        )
+    # Keras warns that `shuffle` is ignored for tf.data; our pipeline
+    # shuffles (seeded per epoch), so the warning is noise here.
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*shuffle.*tf.data")
+        if start_step:
+            model.fit(
+                stream(start_epoch).skip(start_step),
+                initial_epoch=start_epoch, epochs=start_epoch + 1,
+                steps_per_epoch=spe - start_step, callbacks=cbs,
+                verbose=verbose,
+            )
+            start_epoch += 1
+        if start_epoch < epochs:
+            model.fit(
+                stream(start_epoch), initial_epoch=start_epoch,
+                epochs=epochs, steps_per_epoch=spe, callbacks=cbs,
+                verbose=verbose,
+            )
     train_seconds = time.time() - started
 
     _save_keras(model.encoder, os.path.join(directory, "encoder.keras"))
@@ -522,22 +538,19 @@ def pretrain(config=None, output=None, resume=True, verbose=1,
 
 
 # -------------------------------------------------------------- evaluation
-def extract(encoder, data, image_size, batch_size=256):
-    """Frozen features and labels of a whole split (progress bar)."""
+def extract(encoder, data, image_size, batch_size=256, verbose=None):
+    """Frozen (inference-mode) features and labels of a whole split, with a
+    Keras progress bar for large splits."""
     from keras_adadim import data as data_lib
 
     ds = data_lib.evaluation_dataset(data, image_size=image_size,
                                      batch_size=batch_size)
-    total = int(np.ceil(data.num_examples / batch_size))
-    bar = keras.utils.Progbar(total, verbose=1 if total > 20 else 0,
-                              unit_name="batch")
-    feats, labels = [], []
-    for i, (x, y) in enumerate(ds.as_numpy_iterator()):
-        feats.append(np.asarray(encoder.predict_on_batch(x), "float32"))
-        labels.append(np.asarray(y))
-        bar.update(i + 1)
-    return (np.concatenate(feats).reshape(-1, feats[0].shape[-1]),
-            np.concatenate(labels).astype("int64"))
+    if verbose is None:
+        verbose = 1 if data.num_examples > 20 * batch_size else 0
+    feats = encoder.predict(ds.map(lambda x, y: x), verbose=verbose)
+    labels = np.concatenate([y for _, y in ds.as_numpy_iterator()])
+    feats = np.asarray(feats, "float32")
+    return feats.reshape(len(feats), -1), labels.astype("int64")
 
 
 def evaluate_encoders(config, train, test, image_size, encoders,
@@ -567,6 +580,7 @@ def evaluate_encoders(config, train, test, image_size, encoders,
         full = evaluate_features(ftr, ytr, fte, yte, **kwargs)
         if mode == "linear":
             full = {k: v for k, v in full.items() if not k.startswith("knn")}
+        full["num_test"] = int(len(yte))
         result = {"all_labels": full}
         if config["few_labels"]:
             few = evaluate_features(ftr, ytr, fte, yte,
@@ -575,6 +589,8 @@ def evaluate_encoders(config, train, test, image_size, encoders,
             if mode == "linear":
                 few = {k: v for k, v in few.items()
                        if not k.startswith("knn")}
+            few["per_class"] = int(config["few_labels"])
+            few["num_test"] = int(len(yte))
             result["few_label"] = few
         out[name] = result
     return out

@@ -134,21 +134,22 @@ def _weights(directory):
 
 
 def test_killed_run_resumes_mid_epoch(tmp_path):
-    settings = {**TINY, "epochs": 3, "eval": "none", "monitor_every": 1}
-    steps = 1437 // 128  # 11
+    settings = {**TINY, "epochs": 3, "eval": "none", "monitor_every": 1,
+                "batch_size": 256, "checkpoint_every_steps": 2}
+    steps = 1437 // 256  # 5
     full = training.pretrain(output=str(tmp_path / "full"), verbose=0,
                              log=lambda *a: None, **settings)
-    # Killed at global step 17 = epoch 1, step 6; the last checkpoint is at
-    # epoch 1, step 4 (every 4 steps).
+    # Killed at global step 8 = epoch 1, step 3; the last checkpoint is at
+    # epoch 1, step 2 (every 2 steps).
     with pytest.raises(KeyboardInterrupt):
         training.pretrain(output=str(tmp_path / "killed"), verbose=0,
-                          log=lambda *a: None, callbacks=[_Crash(17)],
+                          log=lambda *a: None, callbacks=[_Crash(8)],
                           **settings)
     state = json.load(open(tmp_path / "killed" / "checkpoints" / "last.json"))
-    assert (state["epoch"], state["step_in_epoch"]) == (1, 4)
+    assert (state["epoch"], state["step_in_epoch"]) == (1, 2)
     resumed = training.pretrain(output=str(tmp_path / "killed"), verbose=0,
                                 log=lambda *a: None, **settings)
-    assert resumed["resumed_from"] == (1, 4)
+    assert resumed["resumed_from"] == (1, 2)
     w_full, m_full = _weights(full["directory"])
     w_res, m_res = _weights(resumed["directory"])
     assert int(m_res.optimizer.iterations) == int(
