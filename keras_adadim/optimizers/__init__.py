@@ -48,7 +48,7 @@ class SGDW(keras.optimizers.SGD):
         nesterov=False,
         weight_decay=None,
         exclude_bias_and_norm=True,
-        name="sgdw",
+        name=None,
         **kwargs,
     ):
         super().__init__(
@@ -85,7 +85,7 @@ class AdamW(keras.optimizers.AdamW):
         learning_rate=0.001,
         weight_decay=0.004,
         exclude_bias_and_norm=True,
-        name="adamw",
+        name=None,
         **kwargs,
     ):
         super().__init__(

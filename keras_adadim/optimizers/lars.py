@@ -107,7 +107,7 @@ class LARS(keras.optimizers.Optimizer):
         nesterov=False,
         exclude_bias_and_norm=True,
         exclude_from_adaptation=None,
-        name="lars",
+        name=None,
         **kwargs,
     ):
         super().__init__(
