@@ -590,18 +590,31 @@ def push_to_hub(model_or_directory, repo_id, token=None, private=False,
             verify_file(os.path.join(directory, fname), meta.get("sha256"))
     else:
         tmp = tempfile.mkdtemp(prefix="adadim-push-")
-        directory = save_pretrained(model_or_directory, tmp, results, config)
     try:
+        if tmp:
+            recipe = dict(config or {})
+            if not (recipe.get("model_name") or recipe.get("name")):
+                # Named after the repo, not after the temporary directory.
+                recipe["model_name"] = repo_id.rsplit("/", 1)[-1]
+            directory = save_pretrained(model_or_directory, tmp, results, recipe)
         endpoint = os.environ.get("HF_ENDPOINT")
         api = HfApi(endpoint=endpoint.rstrip("/") if endpoint else None,
                     token=token)
         api.create_repo(repo_id, private=private, exist_ok=True)
+        if revision and not revision.startswith("refs/pr/"):
+            # upload_folder does not create a missing branch (the Hub answers
+            # "Invalid rev id").
+            api.create_branch(repo_id, branch=revision, exist_ok=True)
         return api.upload_folder(
             repo_id=repo_id,
             folder_path=directory,
             commit_message=commit_message,
             revision=revision,
             allow_patterns=[ENCODER_FILE, MODEL_FILE, CONFIG_FILE, CARD_FILE],
+            # An encoder-only push must not leave an earlier push's full model
+            # behind (as save_pretrained does locally); dropped when
+            # model.keras is uploaded.
+            delete_patterns=[MODEL_FILE],
         )
     finally:
         if tmp:

@@ -1,20 +1,21 @@
-"""The model zoo and Hub loading: from_pretrained / save_pretrained / download.
+"""The model zoo and the Hub: from_pretrained / save_pretrained / download /
+push_to_hub.
 
-Never touches the network: the Hub download path runs against a local HTTP
-server (started here) that imitates the Hub's file-resolve endpoint, with
+Never touches the network: the Hub paths run against a local HTTP server
+(tests/fake_hub.py, started by the ``fake_hub`` fixture) that imitates the
+Hub's download, repo-creation, branch, preupload and commit endpoints, with
 huggingface_hub pointed at it through HF_ENDPOINT and a temporary cache.
 Runs on every backend (KERAS_BACKEND=tensorflow|jax|torch).
 """
 
 import hashlib
-import http.server
+import importlib.util
 import json
 import os
 import shutil
 import subprocess
 import sys
-import threading
-import urllib.parse
+import tempfile
 from pathlib import Path
 
 import keras
@@ -30,9 +31,12 @@ from keras_adadim.evaluation import linear_probe
 from keras_adadim.models.small_cnn import mlp_projector
 from keras_adadim.models.small_cnn import small_cnn_encoder
 
+from fake_hub import COMMIT
+from fake_hub import TOKEN
+from fake_hub import make_server
+
 REPO = Path(__file__).resolve().parent.parent
 SHIPPED = "adadim-smallcnn-digits"
-COMMIT = "0123456789abcdef0123456789abcdef01234567"
 
 
 # ---------------------------------------------------------------- helpers
@@ -54,75 +58,31 @@ def _sha(path):
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
-class _HubHandler(http.server.BaseHTTPRequestHandler):
-    """``/{org}/{repo}/resolve/{revision}/{filename}`` -> ``root/org/repo/filename``
-    with the headers ``hf_hub_download`` reads (X-Repo-Commit, ETag,
-    Content-Length; Range for resumed downloads; X-Error-Code on 404)."""
-
-    root = None
-    requests = []
-
-    def log_message(self, *args):
-        pass
-
-    def _resolve(self):
-        parts = urllib.parse.unquote(urllib.parse.urlsplit(self.path).path)
-        parts = parts.strip("/").split("/")
-        if len(parts) < 5 or parts[2] != "resolve":
-            return None
-        org, repo, _, _revision = parts[:4]
-        return Path(self.root, org, repo, *parts[4:])
-
-    def _respond(self, body):
-        path = self._resolve()
-        type(self).requests.append((self.command, self.path))
-        if path is None or not path.is_file():
-            self.send_response(404)
-            self.send_header("X-Repo-Commit", COMMIT)
-            self.send_header("X-Error-Code", "EntryNotFound")
-            self.send_header("Content-Length", "0")
-            self.end_headers()
-            return
-        data = path.read_bytes()
-        start = 0
-        rng = self.headers.get("Range")
-        if rng and rng.startswith("bytes="):
-            start = int(rng[6:].split("-")[0] or 0)
-        self.send_response(206 if start else 200)
-        self.send_header("X-Repo-Commit", COMMIT)
-        self.send_header("ETag", f'"{hashlib.sha256(data).hexdigest()}"')
-        self.send_header("Content-Length", str(len(data) - start))
-        if start:
-            self.send_header(
-                "Content-Range", f"bytes {start}-{len(data) - 1}/{len(data)}"
-            )
-        self.send_header("Content-Type", "application/octet-stream")
-        self.end_headers()
-        if body:
-            self.wfile.write(data[start:])
-
-    def do_HEAD(self):
-        self._respond(body=False)
-
-    def do_GET(self):
-        self._respond(body=True)
-
-
 @pytest.fixture
 def fake_hub(tmp_path, monkeypatch):
-    """A local 'Hub' serving tmp_path/hub/<org>/<repo>/<file>; HF_ENDPOINT
-    points at it and the HF cache is a fresh temporary directory."""
+    """A local 'Hub' (tests/fake_hub.py) serving and storing
+    tmp_path/hub/<org>/<repo>/<file>; HF_ENDPOINT points at it (hub.py reads
+    it at call time, so huggingface_hub's import-time constant does not
+    matter) and the HF cache is a fresh temporary directory."""
     root = tmp_path / "hub"
     root.mkdir()
-    handler = type("Handler", (_HubHandler,), {"root": str(root), "requests": []})
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
+    server, handler = make_server(root, token=TOKEN)
     monkeypatch.setenv("HF_ENDPOINT", f"http://127.0.0.1:{server.server_port}")
     monkeypatch.setenv("HF_HUB_DISABLE_TELEMETRY", "1")
+    # hf_xet (upload_folder's pipeline) writes its logs here, not in ~/.cache.
+    monkeypatch.setenv("HF_XET_CACHE", str(tmp_path / "xet"))
     import huggingface_hub.constants as hf_constants
 
     monkeypatch.setattr(hf_constants, "HF_HUB_OFFLINE", False)
+    # What huggingface_hub builds from its import-time ENDPOINT (file URLs,
+    # the agent-harness registry it fetches once for its user agent) goes to
+    # this fake Hub too, and nothing is cached under the real HF_HOME.
+    endpoint = os.environ["HF_ENDPOINT"]
+    monkeypatch.setattr(hf_constants, "ENDPOINT", endpoint)
+    monkeypatch.setattr(hf_constants, "HUGGINGFACE_CO_URL_TEMPLATE",
+                        endpoint + "/{repo_id}/resolve/{revision}/{filename}")
+    monkeypatch.setattr(hf_constants, "AGENT_HARNESSES_PATH",
+                        str(tmp_path / "agent_harnesses.json"), raising=False)
     cache = tmp_path / "hf_cache"
     try:
         yield root, handler, str(cache), server
@@ -390,6 +350,190 @@ def test_bad_download_never_overwrites_a_good_file(fake_hub, tmp_path,
     assert sorted(p.name for p in target.iterdir()) == ["encoder.keras"]
 
 
+# ---------------------------------------------------------- push_to_hub
+PUSHED = ["README.md", "config.json", "encoder.keras", "model.keras"]
+
+
+@pytest.fixture(scope="module")
+def trained():
+    """A tiny AdaDimModel after a few SGD steps on two noisy views (weights,
+    batch-norm statistics, optimizer state and alpha moved), then alpha set
+    to 0.3 so that the loaded value is known."""
+    keras.utils.set_random_seed(5)
+    x = _images(32, seed=2)
+    noisy = x + 0.05 * np.random.default_rng(3).standard_normal(x.shape)
+    model = _tiny_model()
+    model.compile(optimizer=keras.optimizers.SGD(0.05, momentum=0.9))
+    model.fit((x, noisy.astype("float32")), np.arange(32) % 10,
+              batch_size=16, epochs=1, callbacks=[ka.AlphaUpdater()],
+              verbose=0)
+    model.set_alpha(0.3)
+    return model
+
+
+def _served(root, repo_id, branch="main"):
+    """What the fake Hub holds for ``repo_id`` at ``branch``: {name: bytes}."""
+    where = root / (repo_id if branch == "main" else f"{repo_id}@{branch}")
+    if not where.is_dir():
+        return {}
+    return {p.name: p.read_bytes() for p in where.iterdir() if p.is_file()}
+
+
+def _np(x):
+    return keras.ops.convert_to_numpy(x)
+
+
+@pytest.mark.parametrize("upload", ["pipeline", "create_commit"])
+def test_push_to_hub_round_trip(fake_hub, trained, tmp_path, monkeypatch,
+                                upload):
+    """save_pretrained -> push_to_hub -> the Hub holds byte-identical files
+    -> from_pretrained("hf://...") gives identical outputs. With hf_xet
+    installed, upload_folder streams through its upload pipeline; without it
+    (HF_HUB_DISABLE_XET) it calls create_commit: both paths run."""
+    import huggingface_hub.constants as hf_constants
+
+    root, handler, cache, _ = fake_hub
+    if upload == "create_commit":
+        monkeypatch.setattr(hf_constants, "HF_HUB_DISABLE_XET", True)
+    elif importlib.util.find_spec("hf_xet") is None:
+        pytest.skip("hf_xet is not installed: upload_folder has only the "
+                    "create_commit path")
+    local = tmp_path / "local"
+    hub.save_pretrained(trained, local, results={"linear_probe_accuracy": 0.5},
+                        config={"dataset": "digits"})
+    (local / "notes.txt").write_text("not part of the model")
+
+    info = hub.push_to_hub(local, "org/adadim-pushed", token=TOKEN)
+    served = _served(root, "org/adadim-pushed")
+    assert sorted(served) == PUSHED  # notes.txt is not uploaded
+    for name, data in served.items():
+        assert data == (local / name).read_bytes(), name
+    [commit] = handler.commits
+    assert commit["summary"] == "Upload AdaDim encoder (keras-adadim)"
+    assert commit["authorization"] == f"Bearer {TOKEN}"
+    assert commit["deleted"] == []
+    assert info.oid == commit["oid"]
+    assert info.commit_url.endswith(f"/org/adadim-pushed/commit/{info.oid}")
+    posts = [p for m, p in handler.requests if m == "POST"]
+    assert posts[0] == "/api/repos/create"
+    assert "/api/validate-yaml" in posts  # the model card's metadata is valid
+    assert posts[-1] == "/api/models/org/adadim-pushed/commit/main"
+
+    x = _images()
+    encoder = ka.from_pretrained("hf://org/adadim-pushed", cache_dir=cache)
+    np.testing.assert_array_equal(encoder.predict(x, verbose=0),
+                                  trained.encoder.predict(x, verbose=0))
+    full = ka.from_pretrained("hf://org/adadim-pushed", full_model=True,
+                              cache_dir=cache)
+    assert isinstance(full, ka.AdaDimModel)
+    assert float(_np(full.alpha)) == pytest.approx(0.3)
+    np.testing.assert_array_equal(_np(full(x)["z1"]), _np(trained(x)["z1"]))
+
+    # Unchanged files are not committed again (the preupload reports their
+    # oids); push_to_hub then returns the head commit.
+    again = hub.push_to_hub(local, "org/adadim-pushed", token=TOKEN)
+    assert len(handler.commits) == 1
+    assert again.oid == commit["oid"]
+
+
+def test_push_model_object_then_encoder_only(fake_hub, trained, tmp_path,
+                                             monkeypatch):
+    """A model object is saved to a temporary directory (removed afterwards)
+    named after the repo; a later encoder-only push removes the repo's stale
+    model.keras, as save_pretrained does locally."""
+    root, handler, cache, _ = fake_hub
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch))
+    hub.push_to_hub(trained, "org/adadim-obj", token=TOKEN,
+                    results={"linear_probe_accuracy": 0.5},
+                    config={"dataset": "digits"})
+    assert list(scratch.iterdir()) == []
+    served = _served(root, "org/adadim-obj")
+    assert sorted(served) == PUSHED
+    config = json.loads(served["config.json"])
+    assert config["model_name"] == "adadim-obj"  # not "adadim-push-<random>"
+    assert config["recipe"] == {"dataset": "digits"}
+    for fname, meta in config["files"].items():
+        assert hashlib.sha256(served[fname]).hexdigest() == meta["sha256"]
+    card = served["README.md"].decode()
+    assert "adadim-obj" in card and "value: 0.5000" in card
+    x = _images()
+    full = ka.from_pretrained("hf://org/adadim-obj", full_model=True,
+                              cache_dir=cache)
+    np.testing.assert_array_equal(_np(full(x)["z1"]), _np(trained(x)["z1"]))
+
+    other = small_cnn_encoder((8, 8, 1), width=2)
+    hub.push_to_hub(other, "org/adadim-obj", token=TOKEN)
+    assert sorted(_served(root, "org/adadim-obj")) == [
+        "README.md", "config.json", "encoder.keras"]
+    assert handler.commits[-1]["deleted"] == ["model.keras"]
+    encoder = ka.from_pretrained("hf://org/adadim-obj", cache_dir=cache)
+    np.testing.assert_array_equal(encoder.predict(x, verbose=0),
+                                  other.predict(x, verbose=0))
+    with pytest.raises(ValueError, match="publishes only the encoder"):
+        ka.from_pretrained("hf://org/adadim-obj", full_model=True,
+                           cache_dir=cache)
+
+
+def test_push_to_a_new_branch(fake_hub, trained, tmp_path):
+    root, handler, cache, _ = fake_hub
+    local = tmp_path / "local"
+    hub.save_pretrained(trained.encoder, local)
+    hub.push_to_hub(local, "org/adadim-branch", token=TOKEN, revision="dev")
+    assert _served(root, "org/adadim-branch") == {}  # main is untouched
+    served = _served(root, "org/adadim-branch", "dev")
+    assert sorted(served) == ["README.md", "config.json", "encoder.keras"]
+    assert all(data == (local / n).read_bytes() for n, data in served.items())
+    assert handler.commits[-1]["branch"] == "dev"
+    x = _images()
+    encoder = ka.from_pretrained("hf://org/adadim-branch@dev", cache_dir=cache)
+    np.testing.assert_array_equal(encoder.predict(x, verbose=0),
+                                  trained.encoder.predict(x, verbose=0))
+    with pytest.raises(ValueError, match="no file 'encoder.keras'"):
+        ka.from_pretrained("hf://org/adadim-branch", cache_dir=cache)
+    # The branch exists now: pushing to it again just commits.
+    other = small_cnn_encoder((8, 8, 1), width=2)
+    hub.push_to_hub(other, "org/adadim-branch", token=TOKEN, revision="dev")
+    assert len(handler.commits) == 2
+    again = ka.from_pretrained("hf://org/adadim-branch@dev", cache_dir=cache)
+    np.testing.assert_array_equal(again.predict(x, verbose=0),
+                                  other.predict(x, verbose=0))
+
+
+def test_push_to_hub_refuses_bad_input_before_any_request(fake_hub, tmp_path,
+                                                         monkeypatch):
+    from huggingface_hub.errors import HfHubHTTPError
+
+    root, handler, _, _ = fake_hub
+    with pytest.raises(ValueError, match="has no encoder.keras.*save_pretrained"):
+        hub.push_to_hub(tmp_path / "nowhere", "org/x", token=TOKEN)
+    local = tmp_path / "local"
+    encoder = small_cnn_encoder((8, 8, 1), width=4)
+    hub.save_pretrained(encoder, local)
+    (local / "README.md").unlink()
+    with pytest.raises(ValueError, match="has no README.md"):
+        hub.push_to_hub(local, "org/x", token=TOKEN)
+    hub.save_pretrained(encoder, local)
+    good = (local / "encoder.keras").read_bytes()
+    (local / "encoder.keras").write_bytes(good[: len(good) // 2])
+    with pytest.raises(ValueError, match="sha256 mismatch"):
+        hub.push_to_hub(local, "org/x", token=TOKEN)
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch))
+    with pytest.raises(ValueError, match="takes an AdaDimModel or an encoder"):
+        hub.push_to_hub(np.zeros(3), "org/x", token=TOKEN)
+    assert list(scratch.iterdir()) == []  # the temporary directory is removed
+    assert handler.requests == [] and not (root / "org").exists()
+
+    # A token the Hub refuses: its 401 comes through and nothing is stored.
+    (local / "encoder.keras").write_bytes(good)
+    with pytest.raises(HfHubHTTPError, match="401"):
+        hub.push_to_hub(local, "org/x", token="not-the-token")
+    assert not (root / "org" / "x").exists() and handler.commits == []
+
+
 # ------------------------------------------------------------------ CLI
 def test_cli_zoo_commands(capsys, tmp_path):
     from keras_adadim import cli
@@ -405,3 +549,19 @@ def test_cli_zoo_commands(capsys, tmp_path):
     assert "not published yet" in capsys.readouterr().err
     assert cli.main(["zoo", "push", str(tmp_path / "nowhere"), "org/x"]) == 2
     assert "save_pretrained" in capsys.readouterr().err
+
+
+def test_cli_zoo_push(fake_hub, tmp_path, capsys):
+    from keras_adadim import cli
+
+    root, handler, _, _ = fake_hub
+    hub.save_pretrained(small_cnn_encoder((8, 8, 1), width=4), tmp_path / "enc")
+    assert cli.main(["zoo", "push", str(tmp_path / "enc"), "org/cli-pushed",
+                     "--token", TOKEN, "--private",
+                     "--message", "From the CLI"]) == 0
+    [commit] = handler.commits
+    assert commit["summary"] == "From the CLI"
+    assert commit["oid"] in capsys.readouterr().out
+    assert handler.repos["org/cli-pushed"]["private"] is True
+    assert sorted(_served(root, "org/cli-pushed")) == [
+        "README.md", "config.json", "encoder.keras"]
