@@ -6,6 +6,8 @@ from keras_adadim import hub
 from keras_adadim import losses
 from keras_adadim import metrics
 from keras_adadim import models
+from keras_adadim import optimizers  # registers LARS etc. for .keras loading
+from keras_adadim import presets
 from keras_adadim import zoo
 from keras_adadim.callbacks import AlphaUpdater
 from keras_adadim.callbacks import RepresentationMonitor
@@ -28,6 +30,8 @@ __all__ = [
     "losses",
     "metrics",
     "models",
+    "optimizers",
+    "presets",
     "push_to_hub",
     "save_pretrained",
     "zoo",

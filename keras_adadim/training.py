@@ -582,7 +582,11 @@ def evaluate_encoders(config, train, test, image_size, encoders,
             full = {k: v for k, v in full.items() if not k.startswith("knn")}
         full["num_test"] = int(len(yte))
         result = {"all_labels": full}
-        if config["few_labels"]:
+        smallest = int(np.bincount(ytr[ytr >= 0]).min()) if len(ytr) else 0
+        if config["few_labels"] and smallest < int(config["few_labels"]):
+            log(f"No few-label probe: the smallest class has {smallest} "
+                f"labelled images, fewer than {config['few_labels']}.")
+        elif config["few_labels"]:
             few = evaluate_features(ftr, ytr, fte, yte,
                                     per_class=int(config["few_labels"]),
                                     **kwargs)

@@ -10,7 +10,7 @@ if [ ! -x "$VENV/bin/python" ]; then
 fi
 # shellcheck disable=SC1091
 . "$VENV/bin/activate"
-if ! python -c "import keras_adadim, jax, torch, pytest, scipy" 2>/dev/null; then
+if ! python -c "import keras_adadim, jax, torch, pytest, scipy, tensorboard" 2>/dev/null; then
   python -m pip install -q --upgrade pip
   # torch==2.13.0 is a local CPU build; an unpinned torch pulls a multi-GB
   # CUDA build. The pin lives here, not in the package requirements.
