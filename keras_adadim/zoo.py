@@ -144,6 +144,64 @@ def describe(entry):
     return "\n".join(lines)
 
 
+def _command_words(command):
+    """The words of a recipe command, without leading VAR=value settings."""
+    import shlex
+
+    words = shlex.split(command)
+    while words and "=" in words[0] and not words[0].startswith("-"):
+        words.pop(0)
+    return words
+
+
+def _train_pretrain(entry, argv, output, extra_args):
+    """Run an `adadim pretrain ...` recipe into ``output/run`` and publish
+    the result into ``output`` with ``save_pretrained``."""
+    import keras
+
+    from keras_adadim import cli
+    from keras_adadim import hub
+    from keras_adadim import training
+
+    args = cli.build_parser().parse_args(
+        ["pretrain", *argv, *extra_args, "--output",
+         os.path.join(output, "run")]
+    )
+    config = cli.pretrain_config(args)
+    run = training.pretrain(config, output=args.output, verbose=args.verbose)
+    model = keras.saving.load_model(
+        os.path.join(args.output, "model.keras"), compile=False
+    )
+    results = {}
+    evaluation = (run["results"] or {}).get("evaluation") or {}
+    main = evaluation.get("AdaDim encoder")
+    if main:
+        results["linear_probe_accuracy"] = main["all_labels"]["linear_top1"]
+        if main["all_labels"].get("knn_top1") is not None:
+            results["knn_accuracy"] = main["all_labels"]["knn_top1"]
+        if main.get("few_label"):
+            n = main["few_label"]["per_class"]
+            results[f"few_label_accuracy_{n}_per_class"] = main[
+                "few_label"]["linear_top1"]
+    stats = (run["results"] or {}).get("final_statistics") or {}
+    if "r_effective_rank" in stats:
+        results["effective_rank_R"] = stats["r_effective_rank"]
+    if "mutual_information" in stats:
+        results["mutual_information_R_Z"] = stats["mutual_information"]
+    updates = (run["results"] or {}).get("alpha_updates") or []
+    if updates:
+        results["alpha_trajectory"] = " → ".join(
+            f"{u['alpha']:.3f} (epoch {u['epoch']})" for u in updates)
+    recipe = {
+        **{k: v for k, v in config.items() if v is not None},
+        "model_name": entry["name"],
+        "command": entry["command"],
+        "backend": keras.backend.backend(),
+    }
+    hub.save_pretrained(model, output, results=results, config=recipe)
+    return output, results
+
+
 def train(name, output, extra_args=()):
     """Train a zoo entry with its recorded recipe and write the result with
     ``save_pretrained`` into ``output`` (encoder, full model, config, card
@@ -153,8 +211,13 @@ def train(name, output, extra_args=()):
     Returns ``(directory, results)``.
     """
     entry = get(name)
+    if entry.get("requires"):
+        raise recipe_error(entry)
+    words = _command_words(entry["command"])
+    if words[:2] == ["adadim", "pretrain"]:
+        return _train_pretrain(entry, words[2:], output, extra_args)
     spec = entry.get("train")
-    if not spec or entry.get("requires"):
+    if not spec:
         raise recipe_error(entry)
     if spec.get("module") != "keras_adadim.quickstart":
         raise ValueError(

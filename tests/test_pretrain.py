@@ -222,3 +222,34 @@ def test_analyze_bad_input(run, tmp_path):
     with pytest.raises(ValueError, match="given twice"):
         report.analyze([run["directory"], run["directory"]],
                        output=str(tmp_path / "r"))
+
+
+def test_zoo_train_runs_a_pretrain_recipe(tmp_path, monkeypatch):
+    """`adadim zoo train NAME` runs the entry's `adadim pretrain` command and
+    publishes the run with save_pretrained; from_pretrained loads it."""
+    import keras_adadim as ka
+    from keras_adadim import zoo
+
+    reg = tmp_path / "registry.json"
+    reg.write_text(json.dumps({"models": [{
+        "name": "adadim-tiny-recipe", "status": "recipe",
+        "repo_id": "org/adadim-tiny-recipe", "revision": None, "sha256": {},
+        "dataset": "digits", "backbone": "small_cnn",
+        "command": "KERAS_BACKEND=tensorflow adadim pretrain --epochs 1 "
+                   "--width 4 --projector-dim 8 --projector-hidden-dim 16 "
+                   "--monitor-every 1 --monitor-samples 64 --probe-epochs 2 "
+                   "--few-labels 0 --eval linear --no-baselines --verbose 0",
+    }]}))
+    monkeypatch.setenv(zoo.REGISTRY_ENV, str(reg))
+    out = tmp_path / "published"
+    assert cli.main(["zoo", "train", "adadim-tiny-recipe", "--output",
+                     str(out)]) == 0
+    card = (out / "README.md").read_text()
+    assert "library_name: keras" in card
+    config = json.load(open(out / "config.json"))
+    assert config["recipe"]["epochs"] == 1 and config["recipe"]["width"] == 4
+    encoder = ka.from_pretrained(str(out))
+    run_encoder = keras.saving.load_model(out / "run" / "encoder.keras")
+    x = np.random.default_rng(0).random((4, 8, 8, 1), dtype="float32")
+    np.testing.assert_allclose(encoder.predict(x, verbose=0),
+                               run_encoder.predict(x, verbose=0), atol=1e-6)
