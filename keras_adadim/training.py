@@ -377,11 +377,13 @@ def pretrain(config=None, output=None, resume=True, verbose=1,
         and config["train_split"] != "unlabelled"
     )
 
-    def stream(epoch):
+    def stream(epoch, step=0):
+        # Batches are a function of (seed, epoch, step) only, so a resumed
+        # run sees exactly the batches an uninterrupted one would.
         return data_lib.pretraining_dataset(
             train, augmentation=config["augmentation"],
             image_size=image_size, batch_size=batch_size, seed=seed,
-            with_labels=labelled, epoch=epoch,
+            with_labels=labelled, epoch=epoch, step=step,
         )
 
     # ---- model
@@ -491,7 +493,7 @@ def pretrain(config=None, output=None, resume=True, verbose=1,
         warnings.filterwarnings("ignore", message=".*shuffle.*tf.data")
         if start_step:
             model.fit(
-                stream(start_epoch).skip(start_step),
+                stream(start_epoch, start_step),
                 initial_epoch=start_epoch, epochs=start_epoch + 1,
                 steps_per_epoch=spe - start_step, callbacks=cbs,
                 verbose=verbose,
