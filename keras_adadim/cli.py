@@ -126,6 +126,18 @@ def add_zoo_parser(subparsers):
 
 
 # ---------------------------------------------------------------- pretrain
+def _quiet_tensorflow():
+    """TensorFlow's Python logger repeats retracing notices for every
+    model the evaluation runs predict on; the command line prints its own
+    progress, so keep only TensorFlow's errors."""
+    try:
+        import tensorflow as tf
+
+        tf.get_logger().setLevel("ERROR")
+    except ImportError:  # pragma: no cover - tensorflow is a dependency
+        pass
+
+
 def _alpha_arg(value):
     if value in ("adaptive", "cosine", "linear"):
         return value
@@ -217,6 +229,7 @@ def _pretrain(args):
         return 0
     from keras_adadim import training
 
+    _quiet_tensorflow()
     training.pretrain(
         config, output=args.output, resume=not args.no_resume,
         verbose=args.verbose,
@@ -279,6 +292,7 @@ def add_pretrain_parser(subparsers):
 def _evaluate(args):
     from keras_adadim import evaluate_run
 
+    _quiet_tensorflow()
     evaluate_run.evaluate(
         args.source, dataset=args.dataset, data_dir=args.data_dir,
         image_size=args.image_size, eval=args.eval,

@@ -540,6 +540,12 @@ def pretrain(config=None, output=None, resume=True, verbose=1,
 
 
 # -------------------------------------------------------------- evaluation
+def _images_only(x, y):
+    # A named function: AutoGraph cannot read a lambda's source in some
+    # contexts and warns about it.
+    return x
+
+
 def extract(encoder, data, image_size, batch_size=256, verbose=None):
     """Frozen (inference-mode) features and labels of a whole split, with a
     Keras progress bar for large splits."""
@@ -549,7 +555,7 @@ def extract(encoder, data, image_size, batch_size=256, verbose=None):
                                      batch_size=batch_size)
     if verbose is None:
         verbose = 1 if data.num_examples > 20 * batch_size else 0
-    feats = encoder.predict(ds.map(lambda x, y: x), verbose=verbose)
+    feats = encoder.predict(ds.map(_images_only), verbose=verbose)
     labels = np.concatenate([y for _, y in ds.as_numpy_iterator()])
     feats = np.asarray(feats, "float32")
     return feats.reshape(len(feats), -1), labels.astype("int64")
