@@ -5,6 +5,8 @@ GPUs."""
 import keras
 from keras import layers
 
+from keras_adadim.models.heads import mlp_head
+
 
 def small_cnn_encoder(input_shape=(8, 8, 1), width=32, name="small_cnn"):
     """Conv-BN-ReLU x 3 (widths w, 2w, 4w; the second with stride 2) and
@@ -29,15 +31,13 @@ def mlp_projector(
     name="projector",
 ):
     """The SSL projector: (Dense-BN-ReLU) x (num_layers - 1) then Dense,
-    optionally followed by a BatchNorm (the paper's expanded setting)."""
-    stack = []
-    for i in range(num_layers - 1):
-        stack += [
-            layers.Dense(hidden_dim, use_bias=False, name=f"dense{i}"),
-            layers.BatchNormalization(name=f"bn{i}"),
-            layers.ReLU(name=f"relu{i}"),
-        ]
-    stack.append(layers.Dense(output_dim, name=f"dense{num_layers - 1}"))
-    if final_bn:
-        stack.append(layers.BatchNormalization(name="final_bn"))
-    return keras.Sequential(stack, name=name)
+    optionally followed by a BatchNorm (the paper's expanded setting).
+
+    A thin alias of ``keras_adadim.models.heads.mlp_head`` with Keras'
+    default BatchNorm settings (layer names ``dense{i}``, ``bn{i}``,
+    ``relu{i}``, ``final_bn``, as the shipped pre-trained models expect).
+    For the paper's projectors use ``keras_adadim.models.heads.projector``."""
+    return mlp_head(
+        hidden_dim, output_dim, num_layers=num_layers, final_bn=final_bn,
+        name=name,
+    )
