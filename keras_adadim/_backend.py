@@ -31,3 +31,94 @@ def is_concrete(x):
 
         return not torch.compiler.is_compiling()
     return True
+
+
+# --------------------------------------------------------------------------
+# Distribution (see keras_adadim/distribute.py and docs/distributed.md).
+#
+# Only TensorFlow needs code here: under tf.distribute each replica runs the
+# step on its slice of the batch, so batch statistics must be gathered.
+# JAX (keras.distribution) jits the step over sharded global arrays, whose
+# ops are already global; PyTorch training is single-process only.
+# --------------------------------------------------------------------------
+
+
+def _tf_replica_context():
+    """The tf.distribute replica context of a step running on more than one
+    replica, else None (no strategy, one replica, or cross-replica code)."""
+    if keras.backend.backend() != "tensorflow":
+        return None
+    import tensorflow as tf
+
+    ctx = tf.distribute.get_replica_context()
+    if ctx is None or ctx.num_replicas_in_sync == 1:
+        return None
+    return ctx
+
+
+def replicas_in_step():
+    """Replicas whose per-replica gradients the optimizer sums (1 if none)."""
+    ctx = _tf_replica_context()
+    return 1 if ctx is None else ctx.num_replicas_in_sync
+
+
+def all_gather(x):
+    """Concatenate ``x`` over the replicas along axis 0, in replica order.
+    TF's gradient of all_gather all-reduces (SUM) the incoming gradient and
+    hands each replica the slice of its own rows."""
+    ctx = _tf_replica_context()
+    if ctx is None:
+        return x
+    import tensorflow as tf
+
+    # all_gather drops the static shape; keep every axis but the batch's.
+    return tf.ensure_shape(ctx.all_gather(x, axis=0), [None, *x.shape[1:]])
+
+
+def mean_over_replicas(value, model):
+    """Python float ``value`` averaged over every replica of ``model``'s
+    tf.distribute strategy, outside a step (the workers of a
+    MultiWorkerMirroredStrategy may have computed different values)."""
+    strategy = getattr(model, "_distribute_strategy", None)
+    if strategy is None or strategy.num_replicas_in_sync == 1:
+        return value
+    import tensorflow as tf
+
+    with strategy.scope():
+        per_replica = strategy.run(
+            lambda v: tf.distribute.get_replica_context().all_reduce("MEAN", v),
+            args=(tf.constant(value, tf.float32),),
+        )
+    return float(strategy.experimental_local_results(per_replica)[0])
+
+
+def globalize_batch(x):
+    """JAX with several processes: this process's rows of a batch -> the
+    global batch, sharded as ``keras.distribution`` shards training data
+    (each process holds its own slice, as in ``fit``). Identity otherwise."""
+    if keras.backend.backend() != "jax":
+        return x
+    import jax
+
+    dist = keras.distribution.distribution()
+    if dist is None or jax.process_count() == 1:
+        return x
+
+    def to_global(a):
+        a = np.asarray(a)
+        global_shape = (a.shape[0] * jax.process_count(), *a.shape[1:])
+        layout = dist.get_data_layout(global_shape).backend_layout
+        return jax.make_array_from_process_local_data(layout, a, global_shape)
+
+    return keras.tree.map_structure(to_global, x)
+
+
+def torch_world_size():
+    """World size of an initialised torch.distributed process group, else 1."""
+    if keras.backend.backend() != "torch":
+        return 1
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_world_size()
+    return 1

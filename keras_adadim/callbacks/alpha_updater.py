@@ -5,6 +5,8 @@ import numpy as np
 
 import keras
 
+from keras_adadim import distribute
+
 
 class AlphaUpdater(keras.callbacks.Callback):
     """Sets alpha = mean_batches ER(concat(z1, z2)) / min(2b, F), beta = gamma alpha.
@@ -90,7 +92,10 @@ class AlphaUpdater(keras.callbacks.Callback):
                 "AlphaUpdater could not draw any batch from the training "
                 "data; pass `data=` explicitly."
             )
-        alpha = float(np.clip(np.mean(ratios), 0.0, 1.0))
+        # Workers of a multi-worker TF strategy may have drawn different
+        # batches: average, so that every replica trains with the same alpha.
+        mean = distribute.mean_over_replicas(float(np.mean(ratios)), self.model)
+        alpha = float(np.clip(mean, 0.0, 1.0))
         self.model.set_alpha(alpha)
         beta = float(keras.ops.convert_to_numpy(self.model.beta))
         self.updates.append({"epoch": epoch, "alpha": alpha, "beta": beta})

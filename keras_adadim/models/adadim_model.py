@@ -8,6 +8,7 @@ import keras
 import numpy as np
 from keras import ops
 
+from keras_adadim import distribute
 from keras_adadim.losses.adadim import PAIRINGS
 from keras_adadim.losses.adadim import combine_adadim
 from keras_adadim.losses.adadim import mutual_information_term
@@ -304,6 +305,7 @@ class AdaDimModel(keras.Model):
         (predictor), ``probe_logits``, ``valid`` (False when the batch had
         NaN/Inf or a single sample) and, with a momentum encoder, the views
         ``x1, x2`` for the momentum branch (see ``momentum_outputs``)."""
+        distribute.check_single_process(self)  # PyTorch: one device only
         x1, x2 = self._views(inputs)
         valid = ops.all(ops.isfinite(x1)) & ops.all(ops.isfinite(x2))
         valid = ops.logical_and(
@@ -447,6 +449,9 @@ class AdaDimModel(keras.Model):
         out = y_pred
         if self.momentum_encoder is not None:
             out = {**out, **self.momentum_outputs(out, training)}
+        # Distributed (TF strategies): every batch statistic below is taken
+        # over the global batch, gathered from all replicas (distribute.py).
+        out, y = distribute.gather_outputs(out, y)
         terms = self.loss_terms(out)
         alpha, beta = self._alpha_beta(training)
         loss = combine_adadim(
@@ -472,7 +477,9 @@ class AdaDimModel(keras.Model):
             self.train_steps.assign_add(1)
         if y is not None:
             self._update_probe(out, y, training)
-        return loss
+        # Each replica holds the whole global-batch loss and the optimizer
+        # sums replica gradients: divide by the replica count (1 if none).
+        return distribute.scale_loss(loss)
 
     def _update_probe(self, out, y, training):
         if self.probe is None:
@@ -513,7 +520,9 @@ class AdaDimModel(keras.Model):
 
         Runs the training-mode forward pass (as the paper's pseudo-code) in a
         ``StatelessScope``, so batch-norm statistics, EMA weights and random
-        seeds are left untouched."""
+        seeds are left untouched. With several JAX processes ``x`` is this
+        process's slice and the rank is that of the global batch."""
+        x = distribute.global_batch(x)
         with keras.StatelessScope():
             out = self(x, training=True)
             if self.momentum_encoder is not None:
@@ -582,7 +591,11 @@ class AdaDimModel(keras.Model):
             )
         params["callbacks"] = [_TrainingGuard(), *callbacks]
         try:
-            return super().fit(**{k: v for k, v in params.items() if k != "self"})
+            # Under a TF strategy, batch norm uses global-batch statistics.
+            with distribute.synchronized_batch_norm(self):
+                return super().fit(
+                    **{k: v for k, v in params.items() if k != "self"}
+                )
         finally:
             self._fit_data = None
 
