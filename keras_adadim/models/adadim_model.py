@@ -531,7 +531,8 @@ class AdaDimModel(keras.Model):
                 z2 = out["z2"]
         z = ops.concatenate([out["z1"], z2], axis=0)
         n, f = z.shape
-        return float(effective_rank(z)) / min(n, f)
+        rank = ops.convert_to_numpy(effective_rank(ops.stop_gradient(z)))
+        return float(rank) / min(n, f)
 
     # --------------------------------------------------------------- fit
     def compile(self, optimizer="adam", loss=None, **kwargs):
