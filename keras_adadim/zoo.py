@@ -157,10 +157,7 @@ def _command_words(command):
 def _train_pretrain(entry, argv, output, extra_args):
     """Run an `adadim pretrain ...` recipe into ``output/run`` and publish
     the result into ``output`` with ``save_pretrained``."""
-    import keras
-
     from keras_adadim import cli
-    from keras_adadim import hub
     from keras_adadim import training
 
     args = cli.build_parser().parse_args(
@@ -168,45 +165,98 @@ def _train_pretrain(entry, argv, output, extra_args):
          os.path.join(output, "run")]
     )
     config = cli.pretrain_config(args)
-    run = training.pretrain(config, output=args.output, verbose=args.verbose)
+    training.pretrain(config, output=args.output, verbose=args.verbose)
+    return publish_run(args.output, output, entry)
+
+
+def publish_run(run_dir, output, entry):
+    """Write a finished ``adadim pretrain`` run as a pretrained directory
+    (``save_pretrained``): the model, and a card with the run's settings
+    and measured results (linear probe, few-label probe, kNN, H(R), I(R; Z),
+    the alpha trajectory, the baselines). Returns ``(output, results)``."""
+    import keras
+
+    from keras_adadim import hub
+    from keras_adadim import training
+
+    run = training.read_run(run_dir)
     model = keras.saving.load_model(
-        os.path.join(args.output, "model.keras"), compile=False
+        os.path.join(run_dir, "model.keras"), compile=False
     )
+    config = run["config"]
+    run_results = run["results"] or {}
     results = {}
-    evaluation = (run["results"] or {}).get("evaluation") or {}
+    evaluation = run_results.get("evaluation") or {}
     main = evaluation.get("AdaDim encoder")
     if main:
         results["linear_probe_accuracy"] = main["all_labels"]["linear_top1"]
         if main["all_labels"].get("knn_top1") is not None:
             results["knn_accuracy"] = main["all_labels"]["knn_top1"]
         if main.get("few_label"):
-            n = main["few_label"]["per_class"]
-            results[f"few_label_accuracy_{n}_per_class"] = main[
-                "few_label"]["linear_top1"]
-    stats = (run["results"] or {}).get("final_statistics") or {}
-    if "r_effective_rank" in stats:
-        results["effective_rank_R"] = stats["r_effective_rank"]
-    if "mutual_information" in stats:
-        results["mutual_information_R_Z"] = stats["mutual_information"]
-    updates = (run["results"] or {}).get("alpha_updates") or []
+            results["few_labels"] = main["few_label"]["per_class"]
+            results["few_label_accuracy"] = main["few_label"]["linear_top1"]
+        results["eval_split"] = (
+            f"{config['dataset']} {config['test_split']} split, "
+            f"{main['all_labels'].get('num_test')} images")
+        results["probe_settings"] = {
+            "epochs": config["probe_epochs"], "seed": config["seed"],
+            "few_labels": config["few_labels"]}
+    baselines = {
+        name: {"all_labels": r["all_labels"]["linear_top1"],
+               **({f"{r['few_label']['per_class']}_per_class":
+                   r["few_label"]["linear_top1"]} if r.get("few_label")
+                  else {})}
+        for name, r in evaluation.items() if name != "AdaDim encoder"
+    }
+    if baselines:
+        results["baselines"] = baselines
+    stats = run_results.get("final_statistics") or {}
+    for key, name in (("r_effective_rank", "effective_rank"),
+                      ("r_entropy", "renyi_entropy"),
+                      ("mutual_information", "mutual_information")):
+        if key in stats:
+            results[name] = stats[key]
+    updates = run_results.get("alpha_updates") or []
     if updates:
         results["alpha_trajectory"] = " → ".join(
             f"{u['alpha']:.3f} (epoch {u['epoch']})" for u in updates)
     recipe = {
         **{k: v for k, v in config.items() if v is not None},
+        **{k: entry[k] for k in ("dataset_description", "image_size",
+                                 "backbone", "projector") if entry.get(k)},
         "model_name": entry["name"],
         "command": entry["command"],
-        "backend": keras.backend.backend(),
+        "optimizer": f"{config['optimizer']} (lr {config['learning_rate']}, "
+                     f"{config['schedule']}, weight decay "
+                     f"{config['weight_decay']})",
+        "augmentation": f"{_scheme(config)} (keras_adadim.data)",
+        "alpha_mode": config.get("alpha"),
+        "backend": (config.get("versions") or {}).get(
+            "backend", keras.backend.backend()),
+        "hardware": entry.get("hardware", "CPU"),
+        "seeds": 1,
     }
     hub.save_pretrained(model, output, results=results, config=recipe)
     return output, results
 
 
+def _scheme(config):
+    """The augmentation scheme a run used ('auto' resolved)."""
+    if config.get("augmentation") != "auto":
+        return config.get("augmentation")
+    from keras_adadim.presets import _dataset_key
+
+    return "digits" if _dataset_key(config["dataset"]) == "digits" else (
+        "asymmetric")
+
+
 def train(name, output, extra_args=()):
-    """Train a zoo entry with its recorded recipe and write the result with
-    ``save_pretrained`` into ``output`` (encoder, full model, config, card
-    with measured metrics). Recipe-only entries whose command needs parts of
-    the library that are not there yet raise ``ValueError`` with the command.
+    """Train a zoo entry with its recorded ``adadim pretrain`` command (run
+    directory ``output/run``) and publish it into ``output`` with
+    ``save_pretrained`` (encoder, full model, config, card with the measured
+    metrics). Entries whose command is not an ``adadim pretrain`` command,
+    or that need something not in this release, raise ``ValueError`` with
+    the command.
 
     Returns ``(directory, results)``.
     """
@@ -214,83 +264,10 @@ def train(name, output, extra_args=()):
     if entry.get("requires"):
         raise recipe_error(entry)
     words = _command_words(entry["command"])
-    if words[:2] == ["adadim", "pretrain"]:
-        return _train_pretrain(entry, words[2:], output, extra_args)
-    spec = entry.get("train")
-    if not spec:
-        raise recipe_error(entry)
-    if spec.get("module") != "keras_adadim.quickstart":
+    if words[:2] != ["adadim", "pretrain"]:
         raise ValueError(
-            f"{name!r}: don't know how to run training module "
-            f"{spec.get('module')!r}; run its command instead:\n\n    "
-            f"{entry['command']}"
+            f"{name!r} is not trained by an `adadim pretrain` command; run "
+            f"its command instead:\n\n    {entry['command']}"
         )
-    import tempfile
+    return _train_pretrain(entry, words[2:], output, extra_args)
 
-    import keras
-
-    from keras_adadim import hub
-    from keras_adadim import quickstart
-    from keras_adadim.data import load_digits
-    from keras_adadim.models import AdaDimModel
-
-    args = [*spec.get("args", []), *extra_args]
-    parsed = quickstart.parse_args(args)
-    # The quickstart keeps its AdaDimModel to itself (it saves the encoder
-    # only); note the model it trains so that the full model, with its
-    # projector, is saved and I(R; Z) can be measured.
-    trained = []
-    original_fit = AdaDimModel.fit
-
-    def fit(self, *a, **k):
-        trained.append(self)
-        return original_fit(self, *a, **k)
-
-    with tempfile.TemporaryDirectory() as tmp:
-        AdaDimModel.fit = fit
-        try:
-            quickstart.main([*args, "--output", tmp])
-        finally:
-            AdaDimModel.fit = original_fit
-        with open(os.path.join(tmp, "results.json"), encoding="utf-8") as f:
-            run = json.load(f)
-    model = trained[-1]
-    data = load_digits(seed=parsed.seed)
-    results = hub.normalise_results(run)
-    results.update(hub.measure(model, data["test_images"]))
-    results["eval_split"] = f"digits test split, {len(data['test_images'])} images"
-    results["probe_settings"] = {
-        "epochs": parsed.probe_epochs, "seed": parsed.seed,
-        "split_seed": parsed.seed, "few_label_seed": parsed.seed,
-    }
-    results["baselines"] = {
-        k: v for k, v in run["probe"].items() if k != "AdaDim encoder"
-    }
-    recipe = {
-        k: entry[k]
-        for k in ("name", "dataset", "dataset_description", "image_size",
-                  "backbone", "projector", "method")
-        if entry.get(k)
-    }
-    recipe.update(
-        model_name=name,
-        dataset_id=entry.get("dataset_id", entry.get("dataset")),
-        command=entry["command"],
-        train_args=args,
-        epochs=parsed.epochs,
-        batch_size=parsed.batch_size,
-        alpha_every=parsed.alpha_every,
-        alpha_mode=model.alpha_mode,
-        gamma=model.gamma,
-        seed=parsed.seed,
-        optimizer=f"AdamW (lr {parsed.learning_rate}, weight decay 1e-4)",
-        augmentation="digits_views(): 1-px translation, contrast, brightness, "
-        "Gaussian noise, 3x3 erasing (tf.data)",
-        hardware="CPU",
-        seeds=1,
-        limitations="A CPU-sized demonstration model on 8x8 digits, not a "
-        "reproduction of the paper's ResNet results.",
-    )
-    recipe["backend"] = keras.backend.backend()
-    hub.save_pretrained(model, output, results=results, config=recipe)
-    return output, results

@@ -1,4 +1,6 @@
-"""The digits pipeline, the linear probe and the main job (quickstart)."""
+"""The digits pipeline, the linear probe and the main job (`adadim pretrain`)."""
+
+import json
 
 import numpy as np
 import pytest
@@ -86,19 +88,29 @@ def test_per_class_subset(digits):
         per_class_subset(digits["train_labels"], 1000)
 
 
-def test_quickstart_runs_end_to_end(tmp_path, capsys):
-    """The README's main job, at a tiny size, so that it never rots."""
-    from keras_adadim import quickstart
+def test_main_command_prints_the_comparison(tmp_path, capsys):
+    """The README's main job (`adadim pretrain` with its defaults), at a tiny
+    size, so that it never rots: alpha updates, then linear-probe accuracy of
+    the AdaDim encoder, a random-init encoder and raw pixels, with all labels
+    and with 10 per class."""
+    from keras_adadim import cli
 
-    results = quickstart.main(
-        ["--epochs", "2", "--alpha-every", "1", "--probe-epochs", "3",
-         "--width", "4", "--monitor-every", "1", "--output", str(tmp_path)]
-    )
+    assert cli.main(
+        ["pretrain", "--epochs", "2", "--alpha-every", "1", "--probe-epochs",
+         "3", "--width", "4", "--monitor-every", "1", "--verbose", "2",
+         "--output", str(tmp_path / "run")]
+    ) == 0
     out = capsys.readouterr().out
     assert "AlphaUpdater: epoch 0: alpha =" in out
     assert "AlphaUpdater: epoch 1: alpha =" in out
-    assert set(results) == {"AdaDim encoder", "random-init encoder", "raw pixels"}
-    assert (tmp_path / "encoder.keras").exists()
-    assert (tmp_path / "results.json").exists()
-    assert (tmp_path / "training_dynamics.png").stat().st_size > 10_000
-    assert "Training dynamics on the test split" in out
+    table = out[out.index("Top-1 accuracy"):].splitlines()
+    assert table[1].split() == ["features", "linear", "10/class"]
+    rows = {line[:22].strip(): [float(v) for v in line[22:].split()]
+            for line in table[2:5]}
+    assert set(rows) == {"AdaDim encoder", "random-init encoder", "raw pixels"}
+    assert all(len(v) == 2 and all(0 <= a <= 1 for a in v)
+               for v in rows.values())
+    results = json.load(open(tmp_path / "run" / "results.json"))
+    assert results["evaluation"]["raw pixels"]["all_labels"][
+        "linear_top1"] == pytest.approx(rows["raw pixels"][0], abs=5e-4)
+    assert (tmp_path / "run" / "training_dynamics.png").stat().st_size > 10_000

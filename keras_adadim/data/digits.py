@@ -1,6 +1,6 @@
 """scikit-learn's digits: 1,797 real 8x8 grayscale images of handwritten
 digits, shipped with scikit-learn and therefore available offline. The
-default data of the quickstart and the tests."""
+default data of `adadim pretrain` and the tests."""
 
 
 
