@@ -24,8 +24,23 @@ from keras_adadim.optimizers.schedules import step_decay
 OPTIMIZER_NAMES = ("lars", "sgd", "adamw")
 
 
+class _SkipBiasAndNormDecay:
+    """Keras' decoupled weight decay, except for variables of rank <= 1
+    (biases, normalisation scale/offset) when ``exclude_bias_and_norm``."""
+
+    def _use_weight_decay(self, variable):
+        if self.exclude_bias_and_norm and is_bias_or_norm(variable):
+            return False
+        return super()._use_weight_decay(variable)
+
+    def get_config(self):
+        config = super().get_config()
+        config["exclude_bias_and_norm"] = self.exclude_bias_and_norm
+        return config
+
+
 @keras.saving.register_keras_serializable(package="keras_adadim")
-class SGDW(keras.optimizers.SGD):
+class SGDW(_SkipBiasAndNormDecay, keras.optimizers.SGD):
     """``keras.optimizers.SGD`` whose weight decay skips biases and norms.
 
     Keras' ``weight_decay`` is decoupled: before each update every decayed
@@ -61,19 +76,9 @@ class SGDW(keras.optimizers.SGD):
         )
         self.exclude_bias_and_norm = bool(exclude_bias_and_norm)
 
-    def _use_weight_decay(self, variable):
-        if self.exclude_bias_and_norm and is_bias_or_norm(variable):
-            return False
-        return super()._use_weight_decay(variable)
-
-    def get_config(self):
-        config = super().get_config()
-        config["exclude_bias_and_norm"] = self.exclude_bias_and_norm
-        return config
-
 
 @keras.saving.register_keras_serializable(package="keras_adadim")
-class AdamW(keras.optimizers.AdamW):
+class AdamW(_SkipBiasAndNormDecay, keras.optimizers.AdamW):
     """``keras.optimizers.AdamW`` whose weight decay skips biases and norms.
 
     Same exclusion rule as ``SGDW`` (rank <= 1 variables are not decayed
@@ -95,16 +100,6 @@ class AdamW(keras.optimizers.AdamW):
             **kwargs,
         )
         self.exclude_bias_and_norm = bool(exclude_bias_and_norm)
-
-    def _use_weight_decay(self, variable):
-        if self.exclude_bias_and_norm and is_bias_or_norm(variable):
-            return False
-        return super()._use_weight_decay(variable)
-
-    def get_config(self):
-        config = super().get_config()
-        config["exclude_bias_and_norm"] = self.exclude_bias_and_norm
-        return config
 
 
 def scaled_learning_rate(base_learning_rate, batch_size, scale_by_batch=True):
