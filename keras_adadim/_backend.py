@@ -77,8 +77,17 @@ def all_gather(x):
 
 def mean_over_replicas(value, model):
     """Python float ``value`` averaged over every replica of ``model``'s
-    tf.distribute strategy, outside a step (the workers of a
-    MultiWorkerMirroredStrategy may have computed different values)."""
+    tf.distribute strategy, or over the processes of a multi-process JAX
+    run, outside a step (workers may have computed different values)."""
+    if keras.backend.backend() == "jax":
+        import jax
+
+        if jax.process_count() == 1:
+            return value
+        from jax.experimental import multihost_utils
+
+        values = multihost_utils.process_allgather(np.float32(value))
+        return float(np.mean(values))
     strategy = getattr(model, "_distribute_strategy", None)
     if strategy is None or strategy.num_replicas_in_sync == 1:
         return value
@@ -93,15 +102,16 @@ def mean_over_replicas(value, model):
 
 
 def globalize_batch(x):
-    """JAX with several processes: this process's rows of a batch -> the
-    global batch, sharded as ``keras.distribution`` shards training data
-    (each process holds its own slice, as in ``fit``). Identity otherwise."""
+    """JAX with several processes feeding their own slices of each batch
+    (``auto_shard_dataset = False``): this process's rows -> the global
+    batch, sharded as Keras shards training data. Identity otherwise (with
+    auto-sharding, the data given to ``fit`` holds global batches)."""
     if keras.backend.backend() != "jax":
         return x
     import jax
 
     dist = keras.distribution.distribution()
-    if dist is None or jax.process_count() == 1:
+    if dist is None or jax.process_count() == 1 or dist.auto_shard_dataset:
         return x
 
     def to_global(a):

@@ -10,9 +10,10 @@ batch on every backend (how to launch: ``docs/distributed.md``):
   ``keras.distribution.initialize``): Keras jits the step over arrays
   sharded along the batch, and XLA's SPMD partitioner keeps every op
   semantically global, so nothing is needed in the step
-  (``tests/test_distributed.py`` checks it). With several processes,
-  :func:`global_batch` assembles the alpha estimate's batch from every
-  process's rows.
+  (``tests/test_distributed.py`` checks it). With several processes
+  feeding their own slices, :func:`global_batch` assembles the alpha
+  estimate's batch from every process's rows, and :func:`mean_over_replicas`
+  makes every process use the same alpha.
 * **TensorFlow**, ``tf.distribute.MirroredStrategy`` /
   ``MultiWorkerMirroredStrategy``: each replica runs the step on its slice.
   :func:`gather_outputs` all-gathers embeddings, representations and labels
@@ -132,14 +133,15 @@ def scale_loss(loss):
 
 def global_batch(x):
     """The global batch of which ``x`` is this process's slice (JAX with
-    several processes); ``x`` itself otherwise."""
+    several processes and ``auto_shard_dataset = False``); ``x`` itself
+    otherwise."""
     return _backend.globalize_batch(x)
 
 
 def mean_over_replicas(value, model):
     """A Python float computed outside the step, averaged over the replicas
-    of ``model``'s TF strategy (so every worker ends with the same alpha);
-    ``value`` itself elsewhere."""
+    of ``model``'s TF strategy or over JAX processes (so every worker ends
+    with the same alpha); ``value`` itself elsewhere."""
     return _backend.mean_over_replicas(value, model)
 
 

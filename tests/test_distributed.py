@@ -229,9 +229,9 @@ def _check_gather_packing(strategy):
 
     def local(i):
         i = tf.cast(i, tf.float32)
-        out = {k: tf.fill((b, 2 + j), 100.0 * i + j) + tf.range(b, dtype=tf.float32)[:, None]
-               for j, k in enumerate(keys)}
         rows = tf.range(2 * b, dtype=tf.float32)[:, None]
+        out = {k: tf.fill((b, 2 + j), 100.0 * i + j) + rows[:b]
+               for j, k in enumerate(keys)}
         out["probe_logits"] = 100.0 * i + rows + tf.zeros((2 * b, 5))
         out["valid"] = tf.constant(True)
         return out, tf.cast(10 * i + tf.range(b, dtype=tf.float32), tf.int32)
@@ -335,9 +335,8 @@ def worker_jax():
 
 
 def worker_torch():
-    """Two gloo ranks (world_size 2) try to fit: each must get the error."""
-    import keras
-    import numpy as np
+    """Two gloo ranks (world_size 2) try to fit: each must get the error,
+    also for a model built before the process group was initialised."""
     import torch.distributed as dist
 
     x1, x2, _ = _data()
@@ -357,9 +356,146 @@ def worker_torch():
         replica_error = None
     except RuntimeError as e:
         replica_error = str(e)
-    del keras, np
     return {"error": error, "replica_error": replica_error,
             "rank": int(os.environ["RANK"])}
+
+
+# ------------------------------------------------- multi-host (opt-in, slow)
+# Two processes on this machine stand in for two hosts: JAX processes joined
+# by keras.distribution.initialize (gloo CPU collectives, 2 devices each, so
+# 4 in all), and TF MultiWorkerMirroredStrategy workers (TF_CONFIG, gRPC).
+# A reference process trains the same model on one device with the global
+# batch; it runs first and leaves the initial weights in MH_DIR.
+MH_STEPS = 3
+
+
+def _mh_rows(part, parts):
+    """Rows of process ``part``'s slice of each of the MH_STEPS batches."""
+    import numpy as np
+
+    h = B // parts
+    return np.concatenate([np.arange(k * B + part * h, k * B + (part + 1) * h)
+                           for k in range(MH_STEPS)])
+
+
+def _mh_save(res, weights):
+    import numpy as np
+
+    res["weights_file"] = os.path.join(
+        os.environ["MH_DIR"], f"{os.environ['MH_NAME']}.npz")
+    np.savez(res["weights_file"], *weights)
+    return res
+
+
+def _mh_initial(model):
+    import numpy as np
+
+    path = os.path.join(os.environ["MH_DIR"], "initial.npz")
+    if os.environ.get("MH_PART", "ref") == "ref":
+        np.savez(path, *model.get_weights())
+    d = np.load(path)
+    model.set_weights([d[f"arr_{i}"] for i in range(len(d.files))])
+
+
+def worker_jax_multihost():
+    """Reference (MH_PART=ref) or one of two JAX processes, each feeding its
+    half of every batch (auto_shard_dataset = False), alpha included."""
+    import jax
+    import keras
+    import numpy as np
+
+    import keras_adadim as ka
+
+    part = os.environ["MH_PART"]
+    parts = 1 if part == "ref" else 2
+    if part != "ref":
+        jax.config.update("jax_cpu_collectives_implementation", "gloo")
+        keras.distribution.initialize(
+            job_addresses=f"localhost:{os.environ['MH_PORT']}",
+            num_processes=2, process_id=int(part))
+        dist = keras.distribution.DataParallel(devices=jax.devices())
+        dist.auto_shard_dataset = False
+        keras.distribution.set_distribution(dist)
+    model = _make_model()
+    _mh_initial(model)
+    x1, x2, y = _data()
+    rows = _mh_rows(0 if part == "ref" else int(part), parts)
+    first = rows[: B // parts]
+    updater = ka.AlphaUpdater(every=1, batches=1, verbose=0,
+                              data=[((x1[first], x2[first]),)])
+    means = []
+    cb = keras.callbacks.LambdaCallback(
+        on_train_batch_end=lambda b, logs: means.append(float(logs["loss"])))
+    model.fit((x1[rows], x2[rows]), y[rows], batch_size=B // parts,
+              shuffle=False, verbose=0, callbacks=[updater, cb])
+    # The logged loss is the running mean over the epoch: undo it.
+    losses = [(k + 1) * m - k * p for k, (m, p) in
+              enumerate(zip(means, [0.0] + means[:-1]))]
+    return _mh_save({"losses": losses, "alpha": updater.updates[0]["alpha"],
+                     "processes": jax.process_count(),
+                     "devices": jax.device_count()},
+                    [np.asarray(w) for w in model.get_weights()])
+
+
+def worker_tf_multiworker():
+    """Reference or one of two MultiWorkerMirroredStrategy workers (one CPU
+    replica each), trained by a custom loop with ``strategy.run``: Keras 3's
+    ``fit`` fails under this strategy for every model (upstream,
+    tensorflow/tensorflow#72388)."""
+    import tensorflow as tf
+
+    part = os.environ["MH_PART"]
+    if part == "ref":
+        strategy = tf.distribute.get_strategy()
+    else:
+        strategy = tf.distribute.MultiWorkerMirroredStrategy()
+    import keras
+    import numpy as np
+
+    from keras_adadim import distribute
+
+    with strategy.scope():
+        model = _make_model()
+    _mh_initial(model)
+    n = strategy.num_replicas_in_sync
+    x1, x2, y = _data()
+
+    def dataset_fn(ctx=None):
+        rows = _mh_rows(0 if ctx is None else ctx.input_pipeline_id, n)
+        ds = tf.data.Dataset.from_tensor_slices(
+            ((x1[rows], x2[rows]), y[rows]))
+        return ds.batch(B // n)
+
+    data = (dataset_fn() if part == "ref"
+            else strategy.distribute_datasets_from_function(dataset_fn))
+    # alpha: every worker estimates it on the global first batch (drawn from
+    # the unsharded data, as AlphaUpdater does); the mean over replicas keeps
+    # workers identical even if their draws differed.
+    ratio = model.embedding_rank_ratio((x1[:B], x2[:B]))
+    model.set_alpha(distribute.mean_over_replicas(ratio, model))
+    spread_check = distribute.mean_over_replicas(
+        float(0 if part == "ref" else part), model)
+
+    @tf.function
+    def step(batch):
+        def replica_step(batch):
+            (a, b), labels = batch
+            with tf.GradientTape() as tape:
+                out = model((a, b), training=True)
+                loss = model.compute_loss(y=labels, y_pred=out)
+            grads = tape.gradient(loss, model.trainable_variables)
+            model.optimizer.apply_gradients(
+                zip(grads, model.trainable_variables))
+            return loss * distribute.num_replicas()  # global-batch loss
+
+        out = strategy.run(replica_step, args=(batch,))
+        return strategy.experimental_local_results(out)[0]
+
+    with distribute.synchronized_batch_norm(model):
+        losses = [float(step(batch)) for batch in data]
+    return _mh_save({"losses": losses, "alpha": float(model.alpha.numpy()),
+                     "mean_of_worker_ids": spread_check, "replicas": n},
+                    [keras.ops.convert_to_numpy(w) for w in model.weights])
 
 
 def _main(backend):
@@ -368,7 +504,8 @@ def _main(backend):
         assert f"device_count={DEVICES}" in flags, "set XLA_FLAGS first"
     t0 = time.time()
     res = {"tensorflow": worker_tensorflow, "jax": worker_jax,
-           "torch": worker_torch}[backend]()
+           "torch": worker_torch, "jax-multihost": worker_jax_multihost,
+           "tf-multiworker": worker_tf_multiworker}[backend]()
     res["seconds"] = round(time.time() - t0, 1)
     print(MARKER + json.dumps(res))
 
@@ -382,9 +519,11 @@ def _env(backend, **extra):
     return env
 
 
-def _launch(backend, **extra):
+def _launch(worker, **extra):
+    backend = {"jax-multihost": "jax", "tf-multiworker": "tensorflow"}.get(
+        worker, worker)
     return subprocess.Popen(
-        [sys.executable, str(Path(__file__).resolve()), backend], cwd=REPO,
+        [sys.executable, str(Path(__file__).resolve()), worker], cwd=REPO,
         env=_env(backend, **extra), stdout=subprocess.PIPE,
         stderr=subprocess.PIPE, text=True,
     )
@@ -513,6 +652,64 @@ def test_torch_refuses_several_devices(results):
         assert "world_size=2" in (res["error"] or ""), res
         assert "docs/distributed.md" in res["error"]
         assert "DataParallel" in (res["replica_error"] or ""), res
+
+
+@pytest.mark.skipif(os.environ.get("KERAS_ADADIM_SLOW_TESTS") != "1",
+                    reason="set KERAS_ADADIM_SLOW_TESTS=1 (6 processes, "
+                    "about 3 min of CPU)")
+def test_multi_host_equals_single_device(tmp_path):
+    """Two processes as two hosts, 3 steps: JAX (2 processes x 2 devices)
+    and TF MultiWorkerMirroredStrategy (2 workers) give the single-device
+    losses, alpha and weights."""
+    import numpy as np
+
+    deadline = time.monotonic() + 900.0
+    port = 29600 + os.getpid() % 300
+    names = {"jax": "jax-multihost", "tf": "tf-multiworker"}
+    results = {}
+    for key, worker in names.items():  # references first: initial weights
+        sub = tmp_path / key
+        sub.mkdir()
+        proc = _launch(worker, MH_DIR=str(sub), MH_PART="ref",
+                       MH_NAME="ref")
+        results[key, "ref"] = _collect(f"{key} ref", proc, deadline)
+    cluster = json.dumps({"worker": [f"localhost:{port + 1}",
+                                     f"localhost:{port + 2}"]})
+    procs = {}
+    for part in ("0", "1"):
+        procs["jax", part] = _launch(
+            names["jax"], MH_DIR=str(tmp_path / "jax"), MH_PART=part,
+            MH_NAME=part, MH_PORT=str(port),
+            XLA_FLAGS="--xla_force_host_platform_device_count=2")
+        procs["tf", part] = _launch(
+            names["tf"], MH_DIR=str(tmp_path / "tf"), MH_PART=part,
+            MH_NAME=part, TF_CONFIG=json.dumps({
+                "cluster": json.loads(cluster),
+                "task": {"type": "worker", "index": int(part)}}))
+    for key, proc in procs.items():
+        results[key] = _collect(f"{key}", proc, deadline)
+
+    def weights(res):
+        d = np.load(res["weights_file"])
+        return [d[f"arr_{i}"] for i in range(len(d.files))]
+
+    for key in ("jax", "tf"):
+        ref = results[key, "ref"]
+        for part in ("0", "1"):
+            got = results[key, part]
+            np.testing.assert_allclose(got["losses"], ref["losses"],
+                                       rtol=1e-5)
+            assert abs(got["alpha"] - ref["alpha"]) < 1e-5
+            diff = max(float(np.max(np.abs(a - b)))
+                       for a, b in zip(weights(got), weights(ref)))
+            print(f"{key} process {part}: losses {got['losses']} vs "
+                  f"{ref['losses']}, alpha {got['alpha']} vs {ref['alpha']}, "
+                  f"max weight diff {diff:.2e}")
+            assert diff < 1e-5, (key, part, diff)
+    assert results["jax", "0"]["devices"] == 4
+    assert results["jax", "0"]["processes"] == 2
+    assert results["tf", "0"]["replicas"] == 2
+    assert results["tf", "1"]["mean_of_worker_ids"] == 0.5
 
 
 if __name__ == "__main__":
