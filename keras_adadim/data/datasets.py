@@ -928,6 +928,8 @@ def _unknown_message(name):
         candidates += list(_tfds().list_builders())
     except Exception:  # pragma: no cover
         pass
+    # Our names and tfds' overlap (cifar100 is both): suggest each once.
+    candidates = list(dict.fromkeys(candidates))
     close = difflib.get_close_matches(str(name).lower(), candidates, n=3,
                                       cutoff=0.6)
     by_kind = {}
