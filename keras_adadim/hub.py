@@ -450,17 +450,13 @@ def render_card(config, results, template=None):
 
 
 def normalise_results(results):
-    """Accept the quickstart's ``results.json`` layout or flat metrics."""
+    """Flat metrics, plus a Keras history (``history``: per-epoch lists,
+    ``args.alpha_every``) summarised as the alpha trajectory. (A run
+    directory's results are flattened by ``zoo.publish_run``.)"""
     if not results:
         return {}
     res = dict(results)
-    # Flat keys pass through; the quickstart's raw layout is summarised.
-    out = {k: v for k, v in res.items() if k not in ("probe", "history", "args")}
-    probe = (res.get("probe") or {}).get("AdaDim encoder")
-    if probe:
-        out.setdefault("linear_probe_accuracy", probe.get("all_labels"))
-        out.setdefault("few_label_accuracy", probe.get("10_per_class"))
-        out.setdefault("few_labels", 10)
+    out = {k: v for k, v in res.items() if k not in ("history", "args")}
     history = res.get("history")
     if history and "alpha_trajectory" not in out:
         every = (res.get("args") or {}).get("alpha_every", 1)
@@ -481,8 +477,8 @@ def save_pretrained(model, directory, results=None, config=None):
             every new file has been written (temp dir, then move).
         results: measured results: flat keys ``linear_probe_accuracy``,
             ``few_label_accuracy``, ``effective_rank``, ``mutual_information``,
-            ``alpha_trajectory``, ... (see ``measure``), or the quickstart's
-            ``results.json`` dict.
+            ``alpha_trajectory``, ... (see ``measure``), optionally with a
+            Keras ``history`` dict (alpha trajectory derived from it).
         config: the recipe (``model_name``, ``dataset``, ``backbone``,
             ``command``, ``epochs``, ... as in the zoo registry); goes into
             ``config.json`` under ``recipe`` and into the card.
