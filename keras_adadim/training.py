@@ -35,6 +35,9 @@ CONFIG = "config.json"
 HISTORY = "history.json"
 RESULTS = "results.json"
 CHECKPOINTS = "checkpoints"
+LOCK = "run.lock"
+# Files that mark a directory as a run (hub.save_pretrained refuses one).
+RUN_MARKERS = (HISTORY, RESULTS, CHECKPOINTS, LOCK)
 
 # Settings that may change when resuming a run without changing its result.
 _RESUME_FREE = {"data_dir", "eval", "eval_baselines", "probe_epochs",
@@ -254,6 +257,96 @@ def build_optimizer(config, steps_per_epoch):
     )
 
 
+# ------------------------------------------------------- run-directory lock
+class RunDirectoryLocked(ValueError):
+    """Another process is running ``pretrain`` in the same run directory."""
+
+
+class _RunLock:
+    """An exclusive ``fcntl.flock`` on ``<run directory>/run.lock``, held
+    for the life of a run: two processes in one run directory would delete
+    each other's checkpoints. The file records the holder (PID, host,
+    start, command) so that a refused process can name it; the OS drops the
+    lock when the holder dies (``kill -9`` included), so a left-over file
+    never blocks a resume."""
+
+    def __init__(self, directory):
+        self.path = os.path.join(directory, LOCK)
+        self._fd = None
+
+    def acquire(self):
+        try:
+            import fcntl
+        except ImportError:  # pragma: no cover - no flock (Windows)
+            return self
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = _lock_holder(fd)
+            os.close(fd)
+            raise RunDirectoryLocked(
+                f"{os.path.dirname(self.path)!r} is in use by another "
+                f"`adadim pretrain` ({holder}); two runs in one directory "
+                "would delete each other's checkpoints. Wait for it to "
+                "finish or stop it, or pass another `--output` directory."
+            ) from None
+        except OSError as e:  # a file system without flock (some NFS)
+            os.close(fd)
+            warnings.warn(f"Cannot lock {self.path} ({e}); running without "
+                          "protection against a second process.")
+            return self
+        import socket
+        import sys
+
+        holder = {"pid": os.getpid(), "host": socket.gethostname(),
+                  "started": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
+                  "command": " ".join(sys.argv)[:300]}
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, (json.dumps(holder) + "\n").encode(), 0)
+        self._fd = fd
+        return self
+
+    def release(self):
+        if self._fd is None:
+            return
+        try:
+            os.ftruncate(self._fd, 0)  # no stale holder in the file
+        finally:
+            os.close(self._fd)  # closing drops the lock
+            self._fd = None
+
+
+def _lock_holder(fd):
+    try:
+        info = json.loads(os.pread(fd, 4096, 0).decode() or "{}")
+    except (OSError, ValueError):
+        info = {}
+    if not isinstance(info, dict) or "pid" not in info:
+        return "a process that is starting"
+    text = f"PID {info['pid']} on {info.get('host', '?')}"
+    if info.get("started"):
+        text += f", since {info['started']}"
+    if info.get("command"):
+        text += f": {info['command']}"
+    return text
+
+
+def _not_a_run(directory):
+    return ValueError(
+        f"{directory!r} exists and is not empty, but holds no run "
+        f"({CONFIG} missing); pick an empty or new directory so nothing "
+        "in it is overwritten."
+    )
+
+
+def _foreign_entries(directory):
+    """What a directory without a run's config holds (the lock aside)."""
+    if not os.path.isdir(directory):
+        return []
+    return [f for f in os.listdir(directory) if f != LOCK]
+
+
 # --------------------------------------------------------------- the run
 def _check_resumable(directory, config):
     with open(os.path.join(directory, CONFIG), encoding="utf-8") as f:
@@ -295,13 +388,10 @@ def pretrain(config=None, output=None, resume=True, verbose=1,
     Returns:
         dict: ``directory``, ``config``, ``history`` (per-epoch dicts),
         ``results`` (evaluation) and ``resumed_from`` (epoch, step) or None.
-    """
-    from keras_adadim import data as data_lib
-    from keras_adadim.callbacks import AlphaUpdater
-    from keras_adadim.callbacks import RepresentationMonitor
-    from keras_adadim.callbacks import RunCheckpoint
-    from keras_adadim.callbacks.run_checkpoint import read_state
 
+    Raises:
+        RunDirectoryLocked: another process runs in the same directory.
+    """
     if config is None:
         config = presets_lib.resolve(
             overrides.pop("preset", None),
@@ -320,6 +410,26 @@ def pretrain(config=None, output=None, resume=True, verbose=1,
             f"{config['backbone']}-{config['method']}-seed{config['seed']}",
         )
     directory = os.fspath(output)
+    if (not os.path.exists(os.path.join(directory, CONFIG))
+            and _foreign_entries(directory)):
+        raise _not_a_run(directory)  # before a lock file is added to it
+    os.makedirs(directory, exist_ok=True)
+    lock = _RunLock(directory).acquire()
+    try:
+        return _pretrain_locked(config, directory, resume, verbose,
+                                callbacks, log)
+    finally:
+        lock.release()
+
+
+def _pretrain_locked(config, directory, resume, verbose, callbacks, log):
+    """``pretrain`` once the run directory is locked."""
+    from keras_adadim import data as data_lib
+    from keras_adadim.callbacks import AlphaUpdater
+    from keras_adadim.callbacks import RepresentationMonitor
+    from keras_adadim.callbacks import RunCheckpoint
+    from keras_adadim.callbacks.run_checkpoint import read_state
+
     ckpt_dir = os.path.join(directory, CHECKPOINTS)
     existing = os.path.exists(os.path.join(directory, CONFIG))
     if existing:
@@ -329,12 +439,8 @@ def pretrain(config=None, output=None, resume=True, verbose=1,
                 "directory (or resume=True to continue it)."
             )
         _check_resumable(directory, config)
-    elif os.path.isdir(directory) and os.listdir(directory):
-        raise ValueError(
-            f"{directory!r} exists and is not empty, but holds no run "
-            f"({CONFIG} missing); pick an empty or new directory so nothing "
-            "in it is overwritten."
-        )
+    elif _foreign_entries(directory):
+        raise _not_a_run(directory)
     os.makedirs(directory, exist_ok=True)
     if os.path.exists(os.path.join(directory, "encoder.keras")) and \
             os.path.exists(os.path.join(directory, RESULTS)):
