@@ -400,10 +400,34 @@ def _convert_channels(image, target):
     return tf.cond(c <= 2, lambda: gray_to(image), lambda: rgb_to(image))
 
 
+def _check_label_range(labels, num_classes, name, source):
+    """Labels are all -1 (unlabelled) or all in 0..num_classes-1: another
+    value would give the online probe an all-zero one-hot target (a loss of
+    exactly 0) and fail only after training, in the evaluation."""
+    labels = np.asarray(labels)
+    if not labels.size:
+        return
+    if num_classes is None:
+        bad, expected = labels != -1, "-1 (unlabelled)"
+    else:
+        bad = (labels < 0) | (labels >= num_classes)
+        expected = f"in 0..{num_classes - 1} ({num_classes} classes)"
+    if bad.any():
+        i = int(np.argmax(bad))
+        raise ValueError(
+            f"{name!r} ({source}): {int(bad.sum())} label(s) are not "
+            f"{expected}, e.g. {labels[i]} at index {i}. Labels must be the "
+            "class indices 0..C-1 of every image (for images without "
+            "labels: no labels array, or labels=None; from_arrays: "
+            "class_names lists every class)."
+        )
+
+
 def _in_memory(images, labels, *, name, source, split, num_classes,
                class_names, channels):
     import tensorflow as tf
 
+    _check_label_range(labels, num_classes, name, source)
     native = images.shape[-1]
     target = channels or native
     if target != native:
