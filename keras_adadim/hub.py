@@ -36,6 +36,12 @@ CARD_FILE = "README.md"
 CARD_TEMPLATE = "model_card_template.md"
 HF_PREFIX = "hf://"
 CONFIG_FORMAT = 1
+# What save_pretrained wrote (file -> sha256s), so that it recognises its
+# own files and never replaces anyone else's. Not uploaded to the Hub.
+MANIFEST_FILE = ".keras_adadim_manifest.json"
+MANIFEST_WRITER = "keras_adadim.save_pretrained"
+# The files save_pretrained writes (or removes: a stale model.keras).
+WRITTEN_FILES = (ENCODER_FILE, MODEL_FILE, CONFIG_FILE, CARD_FILE)
 
 
 # ------------------------------------------------------------------ helpers
@@ -99,7 +105,12 @@ def verify_file(path, expected_sha256, what=None):
 
 
 def _load_keras(path, what, safe_mode, full_model):
+    # The package imports lazily: register its layers, losses and
+    # optimizers (LARS, ...) before Keras reads a file that names them.
+    from keras_adadim import register_serializables
     from keras_adadim.models import AdaDimModel
+
+    register_serializables()
 
     try:
         obj = keras.saving.load_model(
@@ -296,12 +307,14 @@ def from_pretrained(name_or_path, revision=None, full_model=False,
 
 
 def download(name_or_path, directory=None, revision=None, full_model=False,
-             cache_dir=None, token=None):
+             cache_dir=None, token=None, overwrite=False):
     """Fetch and verify a model file; with ``directory``, copy it there.
 
     The copy goes to a temporary file in ``directory`` that is verified
     (sha256, archive integrity) before it replaces ``directory/<file>``, so a
-    bad download never overwrites a good file. Returns the file's path.
+    bad download never overwrites a good file. A different file already
+    there is replaced only with ``overwrite=True`` (else ``ValueError``,
+    nothing changed). Returns the file's path.
     """
     path, expected, what = resolve(
         name_or_path, revision, full_model, cache_dir, token
@@ -317,6 +330,14 @@ def download(name_or_path, directory=None, revision=None, full_model=False,
     try:
         shutil.copyfile(path, tmp)
         verify_file(tmp, expected, what)
+        if (not overwrite and os.path.lexists(target)
+                and (not os.path.isfile(target)
+                     or sha256_of(target) != sha256_of(tmp))):
+            raise ValueError(
+                f"Refusing to replace {target}: it holds a different file. "
+                "Download into another directory, move it away, or pass "
+                "overwrite=True (`--overwrite` on the command line)."
+            )
         os.replace(tmp, target)
     finally:
         if os.path.exists(tmp):
@@ -467,7 +488,87 @@ def normalise_results(results):
 
 
 # --------------------------------------------------------------------- save
-def save_pretrained(model, directory, results=None, config=None):
+def _read_manifest(directory):
+    """``{file: [sha256, ...]}`` that save_pretrained recorded in
+    ``directory``; ``None`` when there is no manifest, ``False`` when there
+    is a file of that name that is not one."""
+    path = os.path.join(directory, MANIFEST_FILE)
+    if not os.path.lexists(path):
+        return None
+    try:
+        with open(path, encoding="utf-8") as f:
+            data = json.load(f)
+        files = data["files"] if data.get("writer") == MANIFEST_WRITER \
+            else None
+    except (OSError, ValueError, AttributeError, KeyError, TypeError):
+        files = None
+    if not isinstance(files, dict):
+        return False
+    return {k: list(v) for k, v in files.items() if isinstance(v, list)}
+
+
+def _write_manifest(directory, files):
+    path = os.path.join(directory, MANIFEST_FILE)
+    tmp = f"{path}.tmp"
+    with open(tmp, "w", encoding="utf-8") as f:
+        json.dump({"writer": MANIFEST_WRITER, "format": 1, "files": files},
+                  f, indent=2)
+        f.write("\n")
+    os.replace(tmp, path)
+
+
+def _run_directory_files(directory):
+    """The files that mark ``directory`` as an ``adadim pretrain`` run."""
+    from keras_adadim import training
+
+    return [f for f in training.RUN_MARKERS
+            if os.path.lexists(os.path.join(directory, f))]
+
+
+def check_can_write(directory, overwrite=False):
+    """Raise ``ValueError``, changing nothing, unless ``save_pretrained``
+    may write into ``directory``: it must be new or empty, or hold only
+    files that ``save_pretrained`` itself wrote there, unchanged since (its
+    manifest, ``.keras_adadim_manifest.json``, records their sha256), and
+    it must not be a run directory. Other files (a ``run/`` subdirectory,
+    notes) are left alone. ``overwrite=True`` skips the check."""
+    directory = os.fspath(directory)
+    if os.path.exists(directory) and not os.path.isdir(directory):
+        raise ValueError(f"{directory} is a file, not a directory.")
+    if overwrite or not os.path.isdir(directory):
+        return
+    run_files = _run_directory_files(directory)
+    if run_files:
+        raise ValueError(
+            f"Refusing to save into {directory}: it is an `adadim pretrain` "
+            f"run directory (it holds {', '.join(run_files)}); saving there "
+            "would replace the run's config.json and encoder, and the run "
+            "could no longer be resumed or evaluated. Save into another "
+            f"directory (e.g. {os.path.join(directory, 'pretrained')}), or "
+            "pass overwrite=True to replace its files anyway."
+        )
+    manifest = _read_manifest(directory)
+    foreign = [MANIFEST_FILE] if manifest is False else []
+    for name in WRITTEN_FILES:
+        path = os.path.join(directory, name)
+        if not os.path.lexists(path):
+            continue
+        if (not manifest or os.path.isdir(path)
+                or sha256_of(path) not in manifest.get(name, ())):
+            foreign.append(name)
+    if foreign:
+        raise ValueError(
+            f"Refusing to save into {directory}: it holds "
+            f"{', '.join(foreign)}, which save_pretrained did not write "
+            "there (or which changed since it did); saving would replace "
+            f"{'it' if len(foreign) == 1 else 'them'}. Save into a new or "
+            "empty directory, move those files away, or pass "
+            "overwrite=True (`--overwrite` on the command line)."
+        )
+
+
+def save_pretrained(model, directory, results=None, config=None,
+                    overwrite=False):
     """Write ``model`` as a pretrained directory that ``from_pretrained`` reads.
 
     Args:
@@ -482,6 +583,12 @@ def save_pretrained(model, directory, results=None, config=None):
         config: the recipe (``model_name``, ``dataset``, ``backbone``,
             ``command``, ``epochs``, ... as in the zoo registry); goes into
             ``config.json`` under ``recipe`` and into the card.
+        overwrite: replace files that save_pretrained did not write (a
+            user's README.md or config.json), or write into a run
+            directory. Without it such a directory is refused with a
+            ``ValueError`` and nothing on disk changes (``check_can_write``);
+            files it wrote itself (recorded in ``.keras_adadim_manifest.json``
+            with their sha256) are replaced freely.
 
     Returns:
         The directory.
@@ -507,6 +614,7 @@ def save_pretrained(model, directory, results=None, config=None):
         os.path.normpath(directory)
     )
     res = normalise_results(results)
+    check_can_write(directory, overwrite)
     os.makedirs(directory, exist_ok=True)
     tmp = tempfile.mkdtemp(dir=directory, prefix=".partial-")
     try:
@@ -549,10 +657,22 @@ def save_pretrained(model, directory, results=None, config=None):
             f.write("\n")
         with open(os.path.join(tmp, CARD_FILE), "w", encoding="utf-8") as f:
             f.write(render_card(cfg, res))
+        new = [*written, CONFIG_FILE, CARD_FILE]
+        hashes = {f: sha256_of(os.path.join(tmp, f)) for f in new}
+        # The manifest lists the old and the new hash of each file while the
+        # files are replaced, so an interrupted save is still recognised as
+        # ours; then only the new ones.
+        during = {f: [hashes[f]] for f in new}
+        for f in WRITTEN_FILES:
+            old = os.path.join(directory, f)
+            if os.path.isfile(old):
+                during.setdefault(f, []).append(sha256_of(old))
+        _write_manifest(directory, during)
         if full is None and os.path.exists(os.path.join(directory, MODEL_FILE)):
             os.remove(os.path.join(directory, MODEL_FILE))  # stale full model
-        for f in [*written, CONFIG_FILE, CARD_FILE]:
+        for f in new:
             os.replace(os.path.join(tmp, f), os.path.join(directory, f))
+        _write_manifest(directory, {f: [h] for f, h in hashes.items()})
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return directory

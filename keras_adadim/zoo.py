@@ -154,31 +154,61 @@ def _command_words(command):
     return words
 
 
-def _train_pretrain(entry, argv, output, extra_args):
+def _train_pretrain(entry, argv, output, extra_args, overwrite=False):
     """Run an `adadim pretrain ...` recipe into ``output/run`` and publish
-    the result into ``output`` with ``save_pretrained``."""
-    from keras_adadim import cli
-    from keras_adadim import training
+    the result into ``output`` with ``save_pretrained``.
 
-    args = cli.build_parser().parse_args(
-        ["pretrain", *argv, *extra_args, "--output",
-         os.path.join(output, "run")]
-    )
-    config = cli.pretrain_config(args)
-    training.pretrain(config, output=args.output, verbose=args.verbose)
-    return publish_run(args.output, output, entry)
+    The recipe runs as the command it is (``python -m keras_adadim.cli``,
+    in a child process on this process's Keras backend): the library does
+    not import its command line, and the flags are parsed and checked
+    exactly as when a user types them."""
+    import subprocess
+    import sys
 
-
-def publish_run(run_dir, output, entry):
-    """Write a finished ``adadim pretrain`` run as a pretrained directory
-    (``save_pretrained``): the model, and a card with the run's settings
-    and measured results (linear probe, few-label probe, kNN, H(R), I(R; Z),
-    the alpha trajectory, the baselines). Returns ``(output, results)``."""
     import keras
 
     from keras_adadim import hub
+
+    # Refuse before hours of training, not after.
+    hub.check_can_write(output, overwrite)
+    run_dir = os.path.join(output, "run")
+    package_parent = os.path.dirname(package_dir())
+    env = dict(os.environ, KERAS_BACKEND=keras.backend.backend())
+    env["PYTHONPATH"] = os.pathsep.join(
+        p for p in (package_parent, env.get("PYTHONPATH")) if p)
+    command = [sys.executable, "-m", "keras_adadim.cli", "pretrain", *argv,
+               *extra_args, "--output", run_dir]
+    child = subprocess.Popen(command, env=env)
+    try:
+        status = child.wait()
+    except KeyboardInterrupt:
+        child.wait()  # it got the same Ctrl-C: let it stop at a checkpoint
+        raise
+    if status != 0:
+        raise ValueError(
+            f"{entry['name']!r}: its `adadim pretrain` command failed (exit "
+            f"status {status}; its error is printed above): "
+            f"adadim pretrain {' '.join([*argv, *extra_args])} --output "
+            f"{run_dir}"
+        )
+    return publish_run(run_dir, output, entry, overwrite=overwrite)
+
+
+def publish_run(run_dir, output, entry, overwrite=False):
+    """Write a finished ``adadim pretrain`` run as a pretrained directory
+    (``save_pretrained``): the model, and a card with the run's settings
+    and measured results (linear probe, few-label probe, kNN, H(R), I(R; Z),
+    the alpha trajectory, the baselines). Returns ``(output, results)``.
+    ``output`` must not hold files that save_pretrained did not write
+    (``hub.check_can_write``) unless ``overwrite``."""
+    import keras
+
+    from keras_adadim import hub
+    from keras_adadim import register_serializables
     from keras_adadim import training
 
+    hub.check_can_write(output, overwrite)
+    register_serializables()  # model.keras names our layers and LARS
     run = training.read_run(run_dir)
     model = keras.saving.load_model(
         os.path.join(run_dir, "model.keras"), compile=False
@@ -236,7 +266,8 @@ def publish_run(run_dir, output, entry):
         "hardware": entry.get("hardware", "CPU"),
         "seeds": 1,
     }
-    hub.save_pretrained(model, output, results=results, config=recipe)
+    hub.save_pretrained(model, output, results=results, config=recipe,
+                        overwrite=overwrite)
     return output, results
 
 
@@ -250,13 +281,14 @@ def _scheme(config):
         "asymmetric")
 
 
-def train(name, output, extra_args=()):
+def train(name, output, extra_args=(), overwrite=False):
     """Train a zoo entry with its recorded ``adadim pretrain`` command (run
     directory ``output/run``) and publish it into ``output`` with
     ``save_pretrained`` (encoder, full model, config, card with the measured
     metrics). Entries whose command is not an ``adadim pretrain`` command,
     or that need something not in this release, raise ``ValueError`` with
-    the command.
+    the command. ``output`` holding files that save_pretrained did not
+    write is refused before training unless ``overwrite``.
 
     Returns ``(directory, results)``.
     """
@@ -269,5 +301,5 @@ def train(name, output, extra_args=()):
             f"{name!r} is not trained by an `adadim pretrain` command; run "
             f"its command instead:\n\n    {entry['command']}"
         )
-    return _train_pretrain(entry, words[2:], output, extra_args)
+    return _train_pretrain(entry, words[2:], output, extra_args, overwrite)
 

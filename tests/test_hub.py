@@ -209,7 +209,9 @@ def test_save_from_pretrained_round_trip(tmp_path):
     hub.save_pretrained(model, tmp_path / "m", results=results,
                         config={"dataset": "digits", "command": "echo hi"})
     files = sorted(p.name for p in (tmp_path / "m").iterdir())
-    assert files == ["README.md", "config.json", "encoder.keras", "model.keras"]
+    # (+ the manifest by which save_pretrained recognises its own files)
+    assert files == [hub.MANIFEST_FILE, "README.md", "config.json",
+                     "encoder.keras", "model.keras"]
     config = json.loads((tmp_path / "m" / "config.json").read_text())
     assert config["backend"] == keras.backend.backend()
     assert config["library_version"] == ka.__version__
