@@ -15,6 +15,8 @@ listed in ``COMMANDS``. Handlers return an exit status; ``ValueError`` and
 """
 
 import argparse
+import math
+import os
 import sys
 
 
@@ -43,6 +45,7 @@ def _zoo_info(args):
 
 
 def _zoo_download(args):
+    _quiet_tensorflow(args, needs_tensorflow=False)
     from keras_adadim import hub
 
     path = hub.download(
@@ -51,12 +54,14 @@ def _zoo_download(args):
         revision=args.revision,
         full_model=args.full_model,
         cache_dir=args.cache_dir,
+        overwrite=args.overwrite,
     )
     print(path)
     return 0
 
 
 def _zoo_push(args):
+    _quiet_tensorflow(args, needs_tensorflow=False)
     from keras_adadim import hub
 
     info = hub.push_to_hub(
@@ -71,10 +76,11 @@ def _zoo_push(args):
 
 
 def _zoo_train(args):
+    _quiet_tensorflow(args, needs_tensorflow=False)
     from keras_adadim import zoo
 
     out = args.output or f"runs/{args.name}"
-    directory, results = zoo.train(args.name, out)
+    directory, results = zoo.train(args.name, out, overwrite=args.overwrite)
     acc = results.get("linear_probe_accuracy")
     print(f"\nSaved {args.name} to {directory} (linear-probe top-1 {acc}).")
     return 0
@@ -104,6 +110,8 @@ def add_zoo_parser(subparsers):
     p.add_argument("--full-model", action="store_true",
                    help="the full AdaDimModel (model.keras), not the encoder")
     p.add_argument("--cache-dir")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace a different file already in --output")
     p.set_defaults(handler=_zoo_download)
 
     p = sub.add_parser(
@@ -121,33 +129,186 @@ def add_zoo_parser(subparsers):
     )
     p.add_argument("name")
     p.add_argument("--output", help="directory to write (runs/NAME)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace files in --output that save_pretrained "
+                   "did not write")
     p.set_defaults(handler=_zoo_train)
     return zoo_p
 
 
 # ---------------------------------------------------------------- pretrain
-def _quiet_tensorflow():
-    """TensorFlow's Python logger repeats retracing notices for every
-    model the evaluation runs predict on; the command line prints its own
-    progress, so keep only TensorFlow's errors."""
+# --------------------------------------------------------- start-up noise
+# Imports stay inside the command functions: `adadim --help`, `adadim zoo
+# list` and argument errors never import Keras or TensorFlow.
+_GPU_DEVICES = ("/dev/nvidiactl", "/dev/nvidia0", "/dev/kfd", "/dev/dxg")
+
+
+def _has_gpu():
+    """Whether the machine shows a GPU (NVIDIA, ROCm or WSL device node)
+    that is not hidden with ``CUDA_VISIBLE_DEVICES``."""
+    if os.environ.get("CUDA_VISIBLE_DEVICES") in ("", "-1"):
+        return False
+    return any(os.path.exists(p) for p in _GPU_DEVICES)
+
+
+def _quiet_native_logs(verbose):
+    """On a machine without a GPU, hide TensorFlow's C++ / absl start-up
+    logs (oneDNN notes, "could not find cuda drivers", cuInit failures):
+    they are noise there. ``--verbose 2`` (or a ``TF_CPP_MIN_LOG_LEVEL`` the
+    user set) keeps them. Returns whether the logs are hidden."""
+    if (verbose >= 2 or "tensorflow" in sys.modules  # too late to matter
+            or "TF_CPP_MIN_LOG_LEVEL" in os.environ or _has_gpu()):
+        return False
+    os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
+    return True
+
+
+def _import_tensorflow_quietly():
+    """Import TensorFlow with the process's stderr (fd 2) captured: TF 2.2x
+    logs through absl before ``TF_CPP_MIN_LOG_LEVEL`` applies. What it
+    wrote is shown if the import fails."""
+    import tempfile
+
+    if "tensorflow" in sys.modules:
+        return
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as capture:
+        os.dup2(capture.fileno(), 2)
+        try:
+            import tensorflow  # noqa: F401
+        except BaseException:
+            os.dup2(saved, 2)
+            capture.seek(0)
+            sys.stderr.write(capture.read().decode(errors="replace"))
+            raise
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+
+
+def _quiet_tensorflow(args=None, needs_tensorflow=True):
+    """Before a command imports the library: hide start-up noise (see
+    ``_quiet_native_logs``) and TensorFlow's Python logger's retracing
+    notices for every model the evaluation predicts on (the command line
+    prints its own progress). ``needs_tensorflow=False``: the command uses
+    Keras only, so TensorFlow is imported only on its backend."""
+    quiet = getattr(args, "quiet", False)
+    if not needs_tensorflow and os.environ.get(
+            "KERAS_BACKEND", "tensorflow") != "tensorflow":
+        return
     try:
+        if quiet:
+            _import_tensorflow_quietly()
         import tensorflow as tf
 
         tf.get_logger().setLevel("ERROR")
     except ImportError:  # pragma: no cover - tensorflow is a dependency
-        pass
+        return
+    if quiet:
+        try:
+            from absl import logging as absl_logging
+
+            absl_logging.set_verbosity(absl_logging.ERROR)
+        except ImportError:  # pragma: no cover - TensorFlow requires absl
+            pass
 
 
 def _alpha_arg(value):
     if value in ("adaptive", "cosine", "linear"):
         return value
     try:
-        return float(value)
+        alpha = float(value)
     except ValueError:
+        alpha = None
+    if alpha is None or not 0.0 <= alpha <= 1.0:  # NaN fails too
         raise argparse.ArgumentTypeError(
-            f"--alpha must be 'adaptive', 'cosine', 'linear' or a number in "
-            f"[0, 1]; got {value!r}"
-        ) from None
+            "must be 'adaptive', 'cosine', 'linear' or a number in [0, 1]; "
+            f"got {value!r}"
+        )
+    return alpha
+
+
+# Range-checked argparse types: a bad value is refused while the command
+# line is parsed (argparse prefixes "argument --flag:"), never after hours
+# of training. Each message says what the flag accepts.
+def _int_type(low, high=None):
+    span = f">= {low}" if high is None else f"in {low}..{high}"
+
+    def parse(value):
+        try:
+            number = int(value)
+        except ValueError:
+            number = None
+        if number is None or number < low or (high is not None and
+                                              number > high):
+            raise argparse.ArgumentTypeError(
+                f"must be an integer {span}; got {value!r}")
+        return number
+
+    parse.__name__ = f"int {span}"
+    return parse
+
+
+def _float_type(low=None, high=None, low_open=False, high_open=False):
+    parts = []
+    if low is not None:
+        parts.append(f"{'>' if low_open else '>='} {low}")
+    if high is not None:
+        parts.append(f"{'<' if high_open else '<='} {high}")
+    span = " and ".join(parts)
+
+    def parse(value):
+        try:
+            number = float(value)
+        except ValueError:
+            number = None
+        ok = number is not None and math.isfinite(number)
+        if ok and low is not None:
+            ok = number > low if low_open else number >= low
+        if ok and high is not None:
+            ok = number < high if high_open else number <= high
+        if not ok:
+            raise argparse.ArgumentTypeError(
+                f"must be a finite number {span}; got {value!r}")
+        return number
+
+    parse.__name__ = f"number {span}"
+    return parse
+
+
+def _int_choice(*choices):
+    def parse(value):
+        try:
+            number = int(value)
+        except ValueError:
+            number = None
+        if number not in choices:
+            raise argparse.ArgumentTypeError(
+                f"must be one of {', '.join(map(str, choices))}; "
+                f"got {value!r}")
+        return number
+
+    parse.__name__ = "one of " + ", ".join(map(str, choices))
+    return parse
+
+
+def _choice_type(*choices):
+    def parse(value):
+        if value not in choices:
+            raise argparse.ArgumentTypeError(
+                f"must be one of {', '.join(choices)}; got {value!r}")
+        return value
+
+    parse.__name__ = "one of " + ", ".join(choices)
+    return parse
+
+
+_POSITIVE_INT = _int_type(1)
+_NON_NEGATIVE_INT = _int_type(0)
+_POSITIVE_FLOAT = _float_type(0, low_open=True)
+_NON_NEGATIVE_FLOAT = _float_type(0)
+_SEED = _int_type(0, 2**32 - 1)  # NumPy seeds are 32-bit
 
 
 # flag -> (config key, type, help). Unset flags keep the preset's value.
@@ -156,51 +317,61 @@ _PRETRAIN_FLAGS = [
      "tensorflow-datasets data_dir (prepared data / manual downloads)"),
     ("--train-split", "train_split", str, "split to pre-train on"),
     ("--test-split", "test_split", str, "split to evaluate and monitor on"),
-    ("--image-size", "image_size", int, "crop size of the views (px)"),
-    ("--channels", "channels", int, "1 or 3: convert the images"),
+    ("--image-size", "image_size", _int_type(2),
+     "crop size of the views (px)"),
+    ("--channels", "channels", _int_choice(1, 3),
+     "1 or 3: convert the images"),
     ("--backbone", "backbone", str,
      "small_cnn, resnet18, resnet34, resnet50, vit_tiny, vit_small"),
-    ("--width-multiplier", "width_multiplier", float, "ResNet/ViT width"),
-    ("--width", "width", int, "small_cnn width"),
+    ("--width-multiplier", "width_multiplier", _POSITIVE_FLOAT,
+     "ResNet/ViT width"),
+    ("--width", "width", _POSITIVE_INT, "small_cnn width"),
     ("--stem", "stem", str, "auto, cifar or imagenet (ResNet)"),
     ("--method", "method", str,
      "adadim, simclr, vicreg, simclr+lambda, vicreg+lambda"),
     ("--projector", "projector", str, "small, baseline, expanded, simclr"),
-    ("--projector-dim", "projector_dim", int, "projector output size"),
-    ("--projector-hidden-dim", "projector_hidden_dim", int,
+    ("--projector-dim", "projector_dim", _POSITIVE_INT,
+     "projector output size"),
+    ("--projector-hidden-dim", "projector_hidden_dim", _POSITIVE_INT,
      "projector hidden size"),
-    ("--momentum-encoder", "momentum_encoder", float,
+    ("--momentum-encoder", "momentum_encoder", _float_type(0, 1),
      "EMA momentum of a momentum encoder (e.g. 0.996)"),
-    ("--temperature", "temperature", float, "InfoNCE temperature"),
-    ("--gamma", "gamma", float, "beta = gamma * alpha (0: no L_mut)"),
+    ("--temperature", "temperature", _POSITIVE_FLOAT, "InfoNCE temperature"),
+    ("--gamma", "gamma", _float_type(0, 1, high_open=True),
+     "beta = gamma * alpha (0: no L_mut)"),
     ("--alpha", "alpha", _alpha_arg,
      "adaptive (effective rank), cosine, linear or a fixed number"),
-    ("--alpha-every", "alpha_every", int, "epochs between alpha updates"),
-    ("--alpha-batches", "alpha_batches", int, "batches per alpha update"),
+    ("--alpha-every", "alpha_every", _POSITIVE_INT,
+     "epochs between alpha updates"),
+    ("--alpha-batches", "alpha_batches", _POSITIVE_INT,
+     "batches per alpha update"),
     ("--augmentation", "augmentation", str,
      "auto, asymmetric, symmetric, ressl, digits"),
-    ("--epochs", "epochs", int, "training epochs"),
-    ("--batch-size", "batch_size", int, "images per view per step"),
+    ("--epochs", "epochs", _POSITIVE_INT, "training epochs"),
+    ("--batch-size", "batch_size", _int_type(2), "images per view per step"),
     ("--optimizer", "optimizer", str, "lars, sgd or adamw"),
-    ("--learning-rate", "learning_rate", float,
+    ("--learning-rate", "learning_rate", _POSITIVE_FLOAT,
      "base learning rate (x batch/256 when the preset scales it)"),
-    ("--weight-decay", "weight_decay", float, "weight decay"),
-    ("--warmup-epochs", "warmup_epochs", int, "linear warm-up epochs"),
+    ("--weight-decay", "weight_decay", _NON_NEGATIVE_FLOAT, "weight decay"),
+    ("--warmup-epochs", "warmup_epochs", _NON_NEGATIVE_INT,
+     "linear warm-up epochs"),
     ("--schedule", "schedule", str, "cosine (with warm-up) or constant"),
-    ("--probe-learning-rate", "probe_learning_rate", float,
+    ("--probe-learning-rate", "probe_learning_rate", _POSITIVE_FLOAT,
      "online linear probe's learning rate"),
-    ("--monitor-every", "monitor_every", int,
+    ("--monitor-every", "monitor_every", _NON_NEGATIVE_INT,
      "epochs between H(R) / I(R; Z) measurements (0: off)"),
-    ("--monitor-samples", "monitor_samples", int,
+    ("--monitor-samples", "monitor_samples", _int_type(2),
      "held-out images the monitor uses"),
-    ("--eval", "eval", str, "none, linear, knn or all"),
-    ("--probe-epochs", "probe_epochs", int, "offline linear-probe epochs"),
-    ("--few-labels", "few_labels", int,
+    ("--eval", "eval", _choice_type("none", "linear", "knn", "all"),
+     "none, linear, knn or all"),
+    ("--probe-epochs", "probe_epochs", _POSITIVE_INT,
+     "offline linear-probe epochs"),
+    ("--few-labels", "few_labels", _NON_NEGATIVE_INT,
      "labels per class of the few-label probe (0: off)"),
-    ("--knn-k", "knn_k", int, "neighbours of the kNN evaluation"),
-    ("--checkpoint-every", "checkpoint_every_steps", int,
+    ("--knn-k", "knn_k", _POSITIVE_INT, "neighbours of the kNN evaluation"),
+    ("--checkpoint-every", "checkpoint_every_steps", _NON_NEGATIVE_INT,
      "steps between mid-epoch checkpoints (0: epoch ends only)"),
-    ("--seed", "seed", int, "seed of data order, augmentation and init"),
+    ("--seed", "seed", _SEED, "seed of data order, augmentation and init"),
 ]
 
 
@@ -227,9 +398,9 @@ def _pretrain(args):
     if args.print_config:
         print(json.dumps(config, indent=2))
         return 0
+    _quiet_tensorflow(args)
     from keras_adadim import training
 
-    _quiet_tensorflow()
     training.pretrain(
         config, output=args.output, resume=not args.no_resume,
         verbose=args.verbose,
@@ -290,9 +461,9 @@ def add_pretrain_parser(subparsers):
 
 # ---------------------------------------------------------------- evaluate
 def _evaluate(args):
+    _quiet_tensorflow(args)
     from keras_adadim import evaluate_run
 
-    _quiet_tensorflow()
     evaluate_run.evaluate(
         args.source, dataset=args.dataset, data_dir=args.data_dir,
         image_size=args.image_size, eval=args.eval,
@@ -317,12 +488,12 @@ def add_evaluate_parser(subparsers):
                    "or hf://org/repo")
     p.add_argument("--dataset", help="default: the run's dataset")
     p.add_argument("--data-dir")
-    p.add_argument("--image-size", type=int)
+    p.add_argument("--image-size", type=_int_type(2))
     p.add_argument("--eval", default="all", choices=("linear", "knn", "all"))
-    p.add_argument("--few-labels", type=int, default=10)
-    p.add_argument("--probe-epochs", type=int, default=100)
-    p.add_argument("--knn-k", type=int, default=20)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--few-labels", type=_NON_NEGATIVE_INT, default=10)
+    p.add_argument("--probe-epochs", type=_POSITIVE_INT, default=100)
+    p.add_argument("--knn-k", type=_POSITIVE_INT, default=20)
+    p.add_argument("--seed", type=_SEED, default=0)
     p.add_argument("--output", help="write evaluation.json here (default: "
                    "the run directory, if the source is one)")
     p.set_defaults(handler=_evaluate)
@@ -331,6 +502,7 @@ def add_evaluate_parser(subparsers):
 
 # ----------------------------------------------------------------- analyze
 def _analyze(args):
+    _quiet_tensorflow(args, needs_tensorflow=False)
     from keras_adadim.analysis import report
 
     path = report.analyze(
@@ -388,6 +560,7 @@ def build_parser():
 
 def main(argv=None):
     args = build_parser().parse_args(argv)
+    args.quiet = _quiet_native_logs(getattr(args, "verbose", 1))
     try:
         return args.handler(args)
     except (ValueError, OSError) as e:
