@@ -194,6 +194,12 @@ _DATASET_DEFAULTS = {
     "stl10": {"train_split": "unlabelled", "test_split": "test",
               "image_size": 96},
     "imagenet2012": {"test_split": "validation", "image_size": 224},
+    # Native 28x28x1 (image_size / channels None), from TensorFlow Datasets
+    # or the IDX files (both name the splits train / test); "auto"
+    # augmentation is the asymmetric scheme, whose colour ops reduce to
+    # brightness / contrast on gray images (blur kernel 3 px at 28).
+    "fashion_mnist": {"train_split": "train", "test_split": "test"},
+    "mnist": {"train_split": "train", "test_split": "test"},
 }
 
 

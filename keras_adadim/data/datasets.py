@@ -13,6 +13,12 @@
   ``train/``, ``val/``, ``test/``);
 * a ``.npz`` file in the MedMNIST layout (``train_images``,
   ``train_labels``, ``val_*``, ``test_*``);
+* a folder of MNIST-format IDX files (``train-images-idx3-ubyte[.gz]``,
+  ...: MNIST, Fashion-MNIST, KMNIST, EMNIST; ``keras_adadim.data.idx``),
+  and ``"fashion_mnist"`` / ``"mnist"`` by name: TensorFlow Datasets'
+  prepared copy if there is one, else the system's IDX files (Debian's
+  ``dataset-fashion-mnist`` package), else a download by TensorFlow
+  Datasets;
 
 and ``from_arrays(images, labels)`` wraps NumPy arrays.
 
@@ -91,6 +97,18 @@ KNOWN_DATASETS = {
                  "<wnid>/*.JPEG.",
     },
 }
+# TensorFlow Datasets' prepared copy if there is one, else the original IDX
+# files in system_dataset_dir(system) (Debian's dataset packages install
+# there, which works offline), else a TensorFlow Datasets download.
+KNOWN_DATASETS["fashion_mnist"] = {
+    "kind": "idx", "tfds": "fashion_mnist", "system": "fashion-mnist",
+    "apt": "dataset-fashion-mnist",
+    "about": "Fashion-MNIST, 60k train / 10k test, 28x28x1, 10 classes",
+}
+KNOWN_DATASETS["mnist"] = {
+    "kind": "idx", "tfds": "mnist", "system": "mnist", "apt": None,
+    "about": "MNIST, 60k train / 10k test, 28x28x1, 10 classes",
+}
 _MEDMNIST = ("bloodmnist", "organsmnist", "organcmnist", "organamnist")
 for _m in _MEDMNIST:
     KNOWN_DATASETS[_m] = {
@@ -110,6 +128,7 @@ _ALIASES = {
     "tinyimagenet200": "tiny-imagenet-200",
     "imagenet32": "imagenet_resized/32x32",
     "imagenet64": "imagenet_resized/64x64",
+    "fmnist": "fashion_mnist",
 }
 _SPLIT_FOLDERS = {
     "train": ("train",),
@@ -225,14 +244,23 @@ def load_dataset(source, split="train", *, data_dir=None, download=True,
             ``train/``, ``val/``, ``test/``) or to a MedMNIST-style
             ``.npz``; or the name of a folder / ``.npz`` dataset of the paper
             (``"tiny-imagenet-200"``, ``"cinic10"``, ``"imagenet100"``,
-            ``"bloodmnist"``, ...) stored under ``data_dir``. A string that
+            ``"bloodmnist"``, ...) stored under ``data_dir``; a folder of
+            MNIST-format IDX files (``train-images-idx3-ubyte[.gz]``, ...;
+            for a folder holding several EMNIST sets, the path plus the
+            set's prefix, e.g. ``"/data/gzip/emnist-balanced"``);
+            ``"fashion_mnist"`` / ``"mnist"``: TensorFlow Datasets'
+            prepared copy if present, else the IDX files in
+            ``keras_adadim.data.idx.system_dataset_dir(...)``
+            (``/usr/share/datasets/fashion-mnist`` from Debian's
+            ``dataset-fashion-mnist``), else a TensorFlow Datasets
+            download. A string that
             names an existing file or folder is read from disk, except the
             known names above (write ``"./cifar10"`` for a folder of that
             name).
         split: ``"train"``, ``"test"``, ``"val"`` (folders and ``.npz``;
             also ``"valid"``/``"validation"``), ``"unlabelled"`` (STL-10) or
             any TensorFlow Datasets split, including slices such as
-            ``"train[:10%]"``.
+            ``"train[:10%]"`` (IDX files take such slices too).
         data_dir: TensorFlow Datasets' data directory (default: theirs,
             ``$TFDS_DATA_DIR`` or ``~/tensorflow_datasets``), or the folder
             holding a folder / ``.npz`` dataset given by name.
@@ -274,10 +302,18 @@ def load_dataset(source, split="train", *, data_dir=None, download=True,
         if entry["kind"] == "tfds":
             return _load_tfds(entry["tfds"], split, data_dir, download,
                               channels, name=known)
+        if entry["kind"] == "idx":
+            return _load_idx_known(known, split, data_dir, download,
+                                   channels)
         return _load_known_files(known, split, data_dir, channels)
     path = os.path.expanduser(source)
     if os.path.exists(path):
         return _load_path(path, split, channels)
+    from keras_adadim.data import idx
+
+    in_folder = idx.idx_prefix_of(path)  # e.g. /data/gzip/emnist-balanced
+    if in_folder is not None:
+        return _load_idx(in_folder[0], split, channels, prefix=in_folder[1])
     if source.lower().endswith(".npz") or source.startswith(
         (".", "/", "~", "\\")
     ):
@@ -467,7 +503,11 @@ def _load_digits(split, channels):
 
 
 def _load_path(path, split, channels, name=None):
+    from keras_adadim.data import idx
+
     path = os.path.abspath(os.path.expanduser(path))
+    if idx.has_idx_files(path):
+        return _load_idx(path, split, channels, name=name)
     if os.path.isdir(path):
         return _load_folder(path, split, channels, name=name)
     if path.lower().endswith(".npz"):
@@ -752,6 +792,106 @@ def _load_folder(path, split, channels, name=None):
     )
 
 
+# ---- MNIST-format IDX files ----------------------------------------------
+
+
+def _load_idx(folder, split, channels, name=None, prefix=None):
+    from keras_adadim.data import idx
+
+    got = idx.load_idx_split(folder, split, prefix=prefix, name=name)
+    name = name or got["prefix"].rstrip("-_.") or os.path.basename(
+        os.path.normpath(folder))
+    return _in_memory(
+        got["images"], got["labels"], name=name,
+        source="idx:" + (os.path.join(folder, got["prefix"])
+                         if got["prefix"] else folder),
+        split=str(split) if "[" in str(split) else got["split"],
+        num_classes=got["num_classes"], class_names=got["class_names"],
+        channels=channels,
+    )
+
+
+def _load_idx_known(known, split, data_dir, download, channels):
+    """Fashion-MNIST / MNIST by name: TensorFlow Datasets' prepared copy,
+    else the system's IDX files, else a TensorFlow Datasets download."""
+    from keras_adadim.data import idx
+
+    entry = KNOWN_DATASETS[known]
+    builder = None
+    try:
+        builder = _tfds().builder(entry["tfds"], data_dir=data_dir)
+        # is_prepared() logs a warning for a missing folder; the usual case
+        # here (system files), so look first.
+        prepared = builder.data_path.exists() and builder.is_prepared()
+    except Exception:  # no tensorflow-datasets, unreadable data_dir: skip
+        prepared = False
+    if prepared:
+        return _load_tfds(entry["tfds"], split, data_dir, False, channels,
+                          name=known)
+    folder = idx.system_dataset_dir(entry["system"])
+    if idx.has_idx_files(folder):
+        return _load_idx(folder, split, channels, name=known)
+    error = None
+    if download:
+        try:
+            return _load_tfds(entry["tfds"], split, data_dir, True,
+                              channels, name=known)
+        except FileNotFoundError as e:  # no network, most likely
+            error = e
+    raise FileNotFoundError(
+        _idx_missing_message(known, entry, folder, builder, data_dir,
+                             download, error)
+    ) from error
+
+
+def _idx_missing_message(known, entry, folder, builder, data_dir, download,
+                         error):
+    from keras_adadim.data import idx
+
+    root = _tfds_root(builder, data_dir)
+    tfds_name = entry["tfds"]
+    if entry["apt"]:
+        installed = os.path.join(idx.SYSTEM_DATASETS_DIR, entry["system"])
+        system = (
+            f"  1. Offline, on Debian / Ubuntu: sudo apt-get install "
+            f"{entry['apt']}\n     (it puts the original IDX files into "
+            f"{installed}/, which is read from there)."
+        )
+        if os.path.normpath(folder) != os.path.normpath(installed):
+            system += (
+                f"\n     ${idx.SYSTEM_DATASETS_ENV} is set, so {folder}/ "
+                "is read instead: unset it, or copy the files there."
+            )
+    else:
+        system = (
+            f"  1. Offline: put the four original IDX files "
+            f"(train-images-idx3-ubyte.gz, train-labels-idx1-ubyte.gz, "
+            f"t10k-images-idx3-ubyte.gz, t10k-labels-idx1-ubyte.gz) into "
+            f"{folder}/."
+        )
+    lines = [
+        f"{known!r} was not found: TensorFlow Datasets has not prepared it "
+        f"in data_dir {root!r}, there are no IDX files in {folder!r}, and "
+        + ("download=False." if not download else
+           "TensorFlow Datasets could not download it here."),
+        "Get it either way:",
+        system,
+        f"  2. With network access, TensorFlow Datasets (prepared once "
+        f"under data_dir):\n     python -c \"import tensorflow_datasets as "
+        f"tfds; tfds.builder('{tfds_name}', data_dir='{root}')"
+        f".download_and_prepare()\"\n     or load_dataset({known!r}, "
+        f"data_dir=..., download=True).",
+        f"Another folder of IDX files: load_dataset('/path/to/folder'), or "
+        f"set ${idx.SYSTEM_DATASETS_ENV} to the folder holding "
+        f"{entry['system']}/.",
+    ]
+    if error is not None:
+        cause = error.__cause__ or error  # _load_tfds chains the real error
+        lines.append(f"The download attempt failed with: "
+                     f"{type(cause).__name__}: {str(cause).strip()[:500]}")
+    return "\n".join(lines)
+
+
 # ---- TensorFlow Datasets -------------------------------------------------
 
 
@@ -965,12 +1105,15 @@ def _unknown_message(name):
         + "\nKnown datasets: "
         + f"{', '.join(by_kind['bundled'])} (bundled, offline); "
         + f"{', '.join(by_kind['tfds'])} (TensorFlow Datasets); "
+        + f"{', '.join(by_kind['idx'])} (TensorFlow Datasets, else the "
+        "system's IDX files); "
         + f"{', '.join(by_kind['folder'])} (folders under data_dir); "
         + f"{', '.join(by_kind['npz'])} (MedMNIST .npz under data_dir)."
-        + "\nAny other TensorFlow Datasets name works too (e.g. 'mnist', "
+        + "\nAny other TensorFlow Datasets name works too (e.g. 'kmnist', "
         "'tfds:svhn_cropped')."
         + "\nYour own images: load_dataset('/path/to/folder') (one "
-        "sub-folder per class, optionally inside train/ val/ test/), "
+        "sub-folder per class, optionally inside train/ val/ test/, or "
+        "MNIST-format IDX files), "
         "load_dataset('/path/to/file.npz') (MedMNIST layout: train_images, "
         "train_labels, val_*, test_*) or from_arrays(images, labels)."
     )
