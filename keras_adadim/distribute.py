@@ -16,8 +16,8 @@ batch on every backend (how to launch: ``docs/distributed.md``):
   makes every process use the same alpha.
 * **TensorFlow**, ``tf.distribute.MirroredStrategy`` /
   ``MultiWorkerMirroredStrategy``: each replica runs the step on its slice.
-  :func:`gather_outputs` all-gathers embeddings, representations and labels
-  before the loss, so every replica computes the loss of the global batch;
+  :func:`gather_rows` all-gathers every per-sample output of the method
+  (embeddings, representations, teacher outputs) and the labels before the loss, so every replica computes the loss of the global batch;
   its gradient reaches each replica's own rows through all_gather's
   gradient (all-reduce, then slice) and :func:`scale_loss` divides by the
   replica count, so the gradients the optimizer sums over replicas are the
@@ -35,10 +35,6 @@ import keras
 from keras import ops
 
 from keras_adadim import _backend
-
-# Outputs of ``AdaDimModel.call`` with one row per image of a view; the
-# probe logits hold 2b rows (view 1, then view 2).
-_ROW_KEYS = ("r1", "r2", "z1", "z2", "p1", "p2", "r1m", "r2m", "z1m", "z2m")
 
 _global_statistics = True
 
@@ -67,60 +63,51 @@ def gather(x):
     return _backend.all_gather(x)
 
 
-def gather_outputs(out, y=None):
-    """The outputs of ``AdaDimModel.call`` (and labels ``y``) of the global
-    batch: ``(out, y)`` with every per-image tensor gathered over replicas.
-    The step is valid only if every replica's slice is valid.
+def gather_rows(rows, y=None, valid=None):
+    """The global batch of one step: ``(rows, y, valid)`` with every tensor
+    of ``rows`` (a method's per-sample outputs: leading axis = this
+    replica's images, any trailing shape) and the labels ``y`` gathered over
+    replicas, in replica order; ``valid`` (this replica's batch was fine)
+    becomes "every replica's batch was fine". Identity with one replica.
 
     Everything travels in ONE all-gather (columns of a float32 matrix):
     each collective costs a cross-replica synchronisation, in the step and
     in its gradient."""
     if num_replicas() == 1 or not _global_statistics:
-        return out, y
-    out = dict(out)
-    columns = []  # (key, original dtype, width) in packing order
+        return rows, y, valid
+    columns = []  # (key, dtype, trailing shape, width) in packing order
     pieces = []
 
     def add(key, x):
         x = ops.convert_to_tensor(x)
-        if len(x.shape) == 1:
-            x = ops.expand_dims(x, 1)
-        columns.append((key, x.dtype, x.shape[1]))
-        pieces.append(ops.cast(x, "float32"))
+        trailing = tuple(x.shape[1:])
+        width = 1
+        for d in trailing:
+            width *= int(d)
+        columns.append((key, x.dtype, trailing, width))
+        pieces.append(ops.cast(ops.reshape(x, (-1, width)), "float32"))
 
-    for key in _ROW_KEYS:
-        if key in out:
-            add(key, out[key])
-    if "probe_logits" in out:
-        # 2b local rows (view 1 then view 2): each view's half travels as
-        # its own columns, so the global rows stay (all view 1, all view 2).
-        first, second = ops.split(out["probe_logits"], 2, axis=0)
-        add("probe_logits_1", first)
-        add("probe_logits_2", second)
+    for key in sorted(rows):
+        add(key, rows[key])
     b = ops.shape(pieces[0])[0]
-    valid = ops.cast(out["valid"], "float32") * ops.ones((b, 1), "float32")
-    add("valid", valid)
+    if valid is not None:
+        add("valid", ops.cast(valid, "float32") * ops.ones((b,), "float32"))
     if y is not None:
         y_shape = tuple(ops.convert_to_tensor(y).shape)
-        add("y", ops.reshape(y, (-1, 1)))  # integer class ids: exact in f32
+        add("y", ops.reshape(y, (-1,)))  # integer class ids: exact in f32
     gathered = gather(ops.concatenate(pieces, axis=1))
     at = 0
     parts = {}
-    for key, dtype, width in columns:
-        parts[key] = ops.cast(gathered[:, at : at + width], dtype)
+    for key, dtype, trailing, width in columns:
+        part = ops.cast(gathered[:, at: at + width], dtype)
+        parts[key] = ops.reshape(part, (-1, *trailing))
         at += width
-    for key in _ROW_KEYS:
-        if key in out:
-            parts[key] = ops.reshape(parts[key], (-1, *out[key].shape[1:]))
-            out[key] = parts[key]
-    if "probe_logits" in out:
-        out["probe_logits"] = ops.concatenate(
-            [parts["probe_logits_1"], parts["probe_logits_2"]], axis=0
-        )
-    out["valid"] = ops.min(parts["valid"]) > 0.5
+    rows = {key: parts[key] for key in rows}
+    if valid is not None:
+        valid = ops.min(parts["valid"]) > 0.5
     if y is not None:
         y = ops.reshape(parts["y"], (-1, *y_shape[1:]))
-    return out, y
+    return rows, y, valid
 
 
 def scale_loss(loss):

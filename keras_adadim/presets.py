@@ -46,8 +46,10 @@ DEFAULTS = {
     "projector": "small",  # small | baseline | expanded | simclr
     "projector_hidden_dim": 256,
     "projector_dim": 128,
-    "predictor": False,
-    "momentum_encoder": None,  # e.g. 0.996
+    "predictor": False,  # AdaDim's optional predictor (methods with one always have it)
+    "predictor_hidden_dim": 256,  # None: the method's own default
+    "queue_size": 512,  # NNCLR's support set (65,536 in the paper presets)
+    "momentum_encoder": None,  # e.g. 0.996; BYOL / MoCo v3: base momentum
     "temperature": 0.1,
     "gamma": 1e-4,
     "alpha": "adaptive",
@@ -90,6 +92,8 @@ _PAPER = {
     "gamma": 1e-4,
     "alpha_every": 20,
     "projector_hidden_dim": 2048,
+    "predictor_hidden_dim": None,
+    "queue_size": 65536,
     "eval": "all",
     "eval_baselines": False,
     "monitor_every": 20,
@@ -139,6 +143,164 @@ PRESETS = {
         "augmentation": "asymmetric",
     },
 }
+
+# The method registry, as data (nothing here imports Keras): it drives
+# `adadim pretrain --method`, `keras_adadim.methods.get_method`, the model
+# card and the README's method table. Per method:
+#   class     - the Method class (module path)
+#   kwargs    - constructor arguments fixing the method (e.g. SimCLR's alpha)
+#   uses      - run settings (config keys) it reads, with the constructor
+#               argument each becomes (None: read by the runner, e.g. the
+#               AdaDim predictor's width); a flag for any other method
+#               setting is refused
+#   settings  - run settings it brings, applied over the preset (under flags)
+#   the rest  - the README table: reference, views, teacher, queue,
+#               predictor, defaults and their source.
+_ADADIM_USES = {"alpha": "alpha", "gamma": "gamma", "temperature": "temperature",
+                "momentum_encoder": "momentum", "alpha_every": None,
+                "alpha_batches": None, "predictor": None,
+                "predictor_hidden_dim": None}
+_FIXED_ALPHA_USES = {"temperature": "temperature", "momentum_encoder": "momentum",
+                     "predictor": None, "predictor_hidden_dim": None}
+_SOLO = "solo-learn CIFAR config"
+METHODS = {
+    "adadim": {
+        "class": "keras_adadim.methods.adadim.AdaDim", "kwargs": {},
+        "uses": _ADADIM_USES, "settings": {},
+        "reference": "AdaDim (this paper, Eq. 5)", "views": 2,
+        "teacher": "optional EMA", "queue": "-", "predictor": "optional",
+        "defaults": "tau 0.1, gamma 1e-4, e_alpha 20, VICReg 25/25/1",
+        "source": "paper Tables 7, 9",
+    },
+    "simclr": {
+        "class": "keras_adadim.methods.adadim.AdaDim",
+        "kwargs": {"alpha": 1.0, "beta": 0.0, "gamma": 0.0},
+        "uses": _FIXED_ALPHA_USES, "settings": {},
+        "reference": "SimCLR (Chen et al., 2020)", "views": 2,
+        "teacher": "-", "queue": "-", "predictor": "-",
+        "defaults": "NT-Xent, tau 0.1", "source": "paper Table 10",
+    },
+    "vicreg": {
+        "class": "keras_adadim.methods.adadim.AdaDim",
+        "kwargs": {"alpha": 0.0, "beta": 0.0, "gamma": 0.0},
+        "uses": _FIXED_ALPHA_USES, "settings": {},
+        "reference": "VICReg (Bardes et al., 2022)", "views": 2,
+        "teacher": "-", "queue": "-", "predictor": "-",
+        "defaults": "weights 25/25/1", "source": "paper Table 10",
+    },
+    "simclr+lambda": {
+        "class": "keras_adadim.methods.adadim.AdaDim",
+        "kwargs": {"alpha": 1.0, "beta": 0.0, "gamma": 0.0, "mi_penalty": 1e-4},
+        "uses": _FIXED_ALPHA_USES, "settings": {},
+        "reference": "SimCLR + lambda I(R; Z) (paper Sec. 4)", "views": 2,
+        "teacher": "-", "queue": "-", "predictor": "-",
+        "defaults": "tau 0.1, lambda 1e-4", "source": "paper Table 2",
+    },
+    "vicreg+lambda": {
+        "class": "keras_adadim.methods.adadim.AdaDim",
+        "kwargs": {"alpha": 0.0, "beta": 0.0, "gamma": 0.0, "mi_penalty": 1e-4},
+        "uses": _FIXED_ALPHA_USES, "settings": {},
+        "reference": "VICReg + lambda I(R; Z) (paper Sec. 4)", "views": 2,
+        "teacher": "-", "queue": "-", "predictor": "-",
+        "defaults": "weights 25/25/1, lambda 1e-4", "source": "paper Table 2",
+    },
+    "byol": {
+        "class": "keras_adadim.methods.byol.BYOL", "kwargs": {},
+        "uses": {"momentum_encoder": "base_momentum",
+                 "predictor_hidden_dim": "predictor_hidden_dim"},
+        "settings": {},
+        "reference": "BYOL (Grill et al., 2020)", "views": 2,
+        "teacher": "EMA 0.99 -> 1", "queue": "-", "predictor": "yes",
+        "defaults": "2 - 2 cos, symmetrised; predictor 4096",
+        "source": _SOLO + " byol.yaml",
+    },
+    "simsiam": {
+        "class": "keras_adadim.methods.simsiam.SimSiam", "kwargs": {},
+        "uses": {"predictor_hidden_dim": "predictor_hidden_dim"},
+        "settings": {},
+        "reference": "SimSiam (Chen & He, 2021)", "views": 2,
+        "teacher": "- (stop-gradient)", "queue": "-", "predictor": "yes",
+        "defaults": "negative cosine; predictor 512",
+        "source": _SOLO + " simsiam.yaml",
+    },
+    "barlow_twins": {
+        "class": "keras_adadim.methods.barlow_twins.BarlowTwins", "kwargs": {},
+        "uses": {}, "settings": {},
+        "reference": "Barlow Twins (Zbontar et al., 2021)", "views": 2,
+        "teacher": "-", "queue": "-", "predictor": "-",
+        "defaults": "lambda 0.0051, scale 0.1",
+        "source": _SOLO + " barlow.yaml",
+    },
+    "mocov3": {
+        "class": "keras_adadim.methods.mocov3.MoCoV3", "kwargs": {},
+        "uses": {"temperature": "temperature",
+                 "momentum_encoder": "base_momentum",
+                 "predictor_hidden_dim": "predictor_hidden_dim"},
+        "settings": {"temperature": 0.2},
+        "reference": "MoCo v3 (Chen et al., 2021)", "views": 2,
+        "teacher": "EMA 0.99 -> 1", "queue": "- (batch keys)",
+        "predictor": "yes",
+        "defaults": "InfoNCE x 2 tau, tau 0.2; predictor 4096",
+        "source": _SOLO + " mocov3.yaml",
+    },
+    "nnclr": {
+        "class": "keras_adadim.methods.nnclr.NNCLR", "kwargs": {},
+        "uses": {"temperature": "temperature", "queue_size": "queue_size",
+                 "predictor_hidden_dim": "predictor_hidden_dim",
+                 "seed": "seed"},
+        "settings": {"temperature": 0.2},
+        "reference": "NNCLR (Dwibedi et al., 2021)", "views": 2,
+        "teacher": "-", "queue": "support set 65,536", "predictor": "yes",
+        "defaults": "InfoNCE with NN positives, tau 0.2; predictor 4096",
+        "source": _SOLO + " nnclr.yaml",
+    },
+}
+# Run settings that belong to some methods only (refused as flags for the
+# others, see `resolve`).
+METHOD_SETTINGS = sorted(
+    {key for entry in METHODS.values() for key in entry["uses"]} - {"seed"}
+)
+
+
+def method_names():
+    """The registered method names."""
+    return list(METHODS)
+
+
+def method_arguments(config):
+    """Constructor arguments of the configured method: its fixed ``kwargs``
+    and the run settings it ``uses`` (``None`` values: its own default)."""
+    entry = METHODS[config["method"]]
+    args = dict(entry["kwargs"])
+    for key, argument in entry["uses"].items():
+        if argument is not None and config.get(key) is not None:
+            args[argument] = config[key]
+    return args
+
+
+def check_method_name(method):
+    """Raise a ``ValueError`` naming the known methods for an unknown one."""
+    if method not in METHODS:
+        close = difflib.get_close_matches(str(method), list(METHODS), n=1)
+        hint = f" Did you mean {close[0]!r}?" if close else ""
+        raise ValueError(
+            f"Unknown method {method!r}.{hint} Known methods: "
+            f"{', '.join(METHODS)}."
+        )
+
+
+def _check_method(method, given):
+    check_method_name(method)
+    ignored = [k for k in METHOD_SETTINGS
+               if k in given and k not in METHODS[method]["uses"]]
+    if ignored:
+        flags = ", ".join("--" + k.replace("_", "-") for k in ignored)
+        raise ValueError(
+            f"Method {method!r} does not use {flags}; drop the flag(s), or "
+            f"choose a method that does (settings of {method!r}: "
+            f"{', '.join(sorted(METHODS[method]['uses'])) or 'none'})."
+        )
+
 
 # Table 9: (dataset, setting) -> what differs from the preset. Datasets the
 # paper names but tensorflow-datasets does not ship (tiny-imagenet-200,
@@ -249,6 +411,9 @@ def resolve(preset=None, dataset=None, table9=None, **overrides):
     given = {k: v for k, v in overrides.items() if v is not None}
     backbone = given.get("backbone", config["backbone"])
     config.update(_BACKBONE_SETTINGS.get((key, backbone), {}))
+    method = given.get("method", config["method"])
+    _check_method(method, given)
+    config.update(METHODS[method]["settings"])
     config.update(given)
     config["dataset"] = str(dataset)
     config["preset"] = preset

@@ -78,6 +78,7 @@ def test_fit_with_alpha_updater_on_digits(digits):
     )
     model = make_model(width=8, probe_learning_rate=0.5)
     (v1, v2), _ = next(iter(ds.as_numpy_iterator()))
+    model((v1, v2))  # build, so `weights` lists the same variables after fit
     before = [np_(w).copy() for w in model.weights]
     updater = ka.AlphaUpdater(every=1, batches=3, verbose=0)
     history = model.fit(ds, epochs=3, callbacks=[updater], verbose=0).history
@@ -210,24 +211,25 @@ def test_momentum_encoder_and_predictor(digits):
     x1, x2, y = fixed_views(digits)
     model = make_model(momentum=0.9, predictor=mlp_projector(32, 16, num_layers=2, name="predictor"))
     model((x1[:B], x2[:B]))
+    teacher = model.method.teacher
     online0 = np_(model.encoder.weights[0]).copy()
-    target0 = np_(model.momentum_encoder.weights[0]).copy()
+    target0 = np_(teacher.encoder.weights[0]).copy()
     assert not np.allclose(online0, target0)  # independent initialisation
     hist = model.fit((x1, x2), y, batch_size=B, epochs=2, verbose=0).history
     assert np.all(np.isfinite(hist["loss"]))
-    assert len(model.momentum_encoder.trainable_weights) == 0
+    assert len(teacher.encoder.trainable_weights) == 0
     # One manual EMA step reproduces m * target + (1 - m) * online.
-    m = float(np_(model.current_momentum()))
-    target = np_(model.momentum_encoder.weights[0]).copy()
+    m = float(np_(teacher.momentum(model.progress())))
+    target = np_(teacher.encoder.weights[0]).copy()
     online = np_(model.encoder.weights[0]).copy()
-    model._update_momentum_branch()
+    teacher.update(model.encoder, model.projector, model.progress())
     np.testing.assert_allclose(
-        np_(model.momentum_encoder.weights[0]), m * target + (1 - m) * online, rtol=1e-5, atol=1e-7
+        np_(teacher.encoder.weights[0]), m * target + (1 - m) * online, rtol=1e-5, atol=1e-7
     )
     # Momentum rises from 0.9 towards 1 with training progress.
     assert 0.9 < m <= 1.0
     model.train_steps.assign(int(np_(model.planned_steps)))
-    assert float(np_(model.current_momentum())) == pytest.approx(1.0)
+    assert float(np_(teacher.momentum(model.progress()))) == pytest.approx(1.0)
 
 
 def test_online_probe_step_matches_numpy(rng):
@@ -295,7 +297,7 @@ def test_model_saved_under_another_backend_loads_here(digits, tmp_path):
     xs = np.load(x)
     np.testing.assert_allclose(np_(model((xs, xs))["z1"]), np.load(path + ".z.npy"), rtol=1e-4, atol=1e-5)
     assert float(np_(model.alpha)) == pytest.approx(0.25)
-    assert model.momentum == pytest.approx(0.99)
+    assert model.method.momentum == pytest.approx(0.99)
 
 
 # --------------------------------------------------------- mixed precision
@@ -390,8 +392,12 @@ def test_nan_batch_in_dataset_is_skipped_with_clear_error(model_and_views):
 def test_error_compile_with_loss_and_unknown_method():
     with pytest.raises(ValueError, match="without `loss`"):
         make_model().compile(optimizer="sgd", loss="mse")
-    with pytest.raises(ValueError, match="Unknown method"):
-        make_model(method="byol")
+    with pytest.raises(ValueError, match="Unknown method 'byl'.*'byol'"):
+        make_model(method="byl")
+    with pytest.raises(ValueError, match="'byol' does not take `alpha`"):
+        make_model(method="byol", alpha=0.3)
+    with pytest.raises(ValueError, match="beta"):
+        make_model(beta=2.0)  # would flip the objective's sign
     with pytest.raises(ValueError, match="alpha"):
         make_model(alpha=1.5)
 

@@ -54,6 +54,14 @@ class AlphaUpdater(keras.callbacks.Callback):
         self.updates = []
         self._rng = np.random.default_rng(seed)
         self._skip_epoch = None
+        self._fit_data = self._fit_batch_size = None
+
+    def set_training_data(self, data, batch_size=None):
+        """The data (and batch size) ``fit`` trains on: ``AdaDimModel.fit``
+        calls this, so updates can draw batches from it when ``data`` was not
+        given. Call it yourself when fitting another model class."""
+        self._fit_data = data
+        self._fit_batch_size = batch_size
 
     def get_state(self):
         """The updates so far (JSON-serialisable), for checkpoints."""
@@ -68,13 +76,15 @@ class AlphaUpdater(keras.callbacks.Callback):
         self._skip_epoch = resumed_epoch
 
     def on_train_begin(self, logs=None):
-        if getattr(self.model, "alpha_mode", None) != "adaptive":
+        mode = getattr(self.model, "alpha_mode", None)
+        if mode != "adaptive":
             raise ValueError(
                 "AlphaUpdater sets alpha from the effective rank, but this "
-                "model's alpha is "
-                f"{getattr(self.model, 'alpha_mode', 'not an AdaDim alpha')!r}. "
-                "Build the model with `alpha='adaptive'`, or drop the "
-                "callback for fixed and scheduled alpha."
+                f"model's alpha is {mode!r}"
+                + (" (its method has no alpha)" if mode is None else "")
+                + ". Build an AdaDim model with `alpha='adaptive'`, or drop "
+                "the callback for fixed and scheduled alpha and for other "
+                "methods."
             )
 
     def on_epoch_begin(self, epoch, logs=None):
@@ -107,13 +117,13 @@ class AlphaUpdater(keras.callbacks.Callback):
 
     # ------------------------------------------------------------ sampling
     def _draw_batches(self, epoch=0):
-        data = self.data if self.data is not None else self.model._fit_data
+        data = self.data if self.data is not None else self._fit_data
         if callable(data) and not isinstance(data, keras.utils.PyDataset):
             data = data(epoch)
         if data is None:
             raise ValueError(
                 "AlphaUpdater has no data: use it inside `AdaDimModel.fit`, "
-                "or pass `data=`."
+                "pass `data=`, or call `set_training_data`."
             )
         if _is_tf_dataset(data):
             iterator = data.take(self.batches).as_numpy_iterator()
@@ -125,7 +135,7 @@ class AlphaUpdater(keras.callbacks.Callback):
         arrays = data if isinstance(data, (list, tuple)) else [data]
         if all(isinstance(a, np.ndarray) for a in arrays):
             n = len(arrays[0])
-            b = self.batch_size or getattr(self.model, "_fit_batch_size", None) or 256
+            b = self.batch_size or self._fit_batch_size or 256
             b = min(b, n)
             out = []
             for _ in range(self.batches):

@@ -1,5 +1,5 @@
-from keras_adadim.models.adadim_model import METHODS
 from keras_adadim.models.adadim_model import AdaDimModel
+from keras_adadim.models.adadim_model import SelfSupervisedModel
 from keras_adadim.models.backbones import BACKBONES
 from keras_adadim.models.backbones import get_backbone
 from keras_adadim.models.backbones import representation_dim
@@ -21,12 +21,12 @@ from keras_adadim.models.vit import vit_tiny
 
 __all__ = [
     "BACKBONES",
-    "METHODS",
     "PROJECTORS",
     "AdaDimModel",
     "ClassToken",
     "OnlineLinearProbe",
     "PositionEmbedding",
+    "SelfSupervisedModel",
     "TokenSelect",
     "get_backbone",
     "mlp_head",

@@ -1,0 +1,145 @@
+"""Reusable pieces of self-supervised methods: an EMA teacher with the cosine
+momentum schedule, a FIFO feature queue and the default predictor head.
+Each is a Keras layer, so its weights and state are tracked, saved in
+``.keras`` files and restored on resume."""
+
+import math
+
+import keras
+from keras import ops
+
+
+def cosine_momentum(base, final, progress):
+    """tau = final - (final - base) (cos(pi p) + 1) / 2 for training progress
+    p in [0, 1] (BYOL, Grill et al. 2020, Sec. 3.2; solo-learn's
+    ``MomentumUpdater``): ``base`` at the start, ``final`` at the end."""
+    cosine = (ops.cos(math.pi * progress) + 1.0) / 2.0
+    return final - (final - base) * cosine
+
+
+def frozen_copy(network):
+    """A clone of ``network`` (same architecture, fresh weights) that the
+    optimizer does not train."""
+    copy = keras.models.clone_model(network)
+    copy.trainable = False
+    return copy
+
+
+@keras.saving.register_keras_serializable(package="keras_adadim")
+class EMATeacher(keras.layers.Layer):
+    """A momentum (EMA) copy of encoder -> projector.
+
+    ``setup(encoder, projector)`` makes frozen copies; ``update(encoder,
+    projector, progress)`` moves every float weight (normalisation statistics
+    included) towards the online one, ``t <- tau t + (1 - tau) o``, with tau
+    on the cosine schedule :func:`cosine_momentum`; calling the teacher gives
+    stop-gradient ``(r, z)``. The copies run their batch-norm layers in
+    inference mode (they are frozen), as the momentum encoders of MoCo and
+    BYOL implementations that update statistics by EMA do.
+
+    Args:
+        base_momentum: tau at the start of training (BYOL/MoCo v3 on
+            CIFAR: 0.99).
+        final_momentum: tau at the end (1.0).
+    """
+
+    def __init__(self, base_momentum=0.99, final_momentum=1.0, **kwargs):
+        super().__init__(**kwargs)
+        for name, value in (("base_momentum", base_momentum),
+                            ("final_momentum", final_momentum)):
+            if not 0.0 <= float(value) <= 1.0:
+                raise ValueError(f"`{name}` must be in [0, 1]; got {value}.")
+        self.base_momentum = float(base_momentum)
+        self.final_momentum = float(final_momentum)
+        self.encoder = self.projector = None
+
+    def setup(self, encoder, projector):
+        self.encoder = frozen_copy(encoder)
+        self.projector = frozen_copy(projector)
+
+    def momentum(self, progress):
+        return cosine_momentum(self.base_momentum, self.final_momentum, progress)
+
+    def ensure_built(self, image_shape, representation_shape):
+        # Built while the model builds (its first call), so that loading a
+        # saved model creates the copies' weights before restoring them.
+        for net, shape in ((self.encoder, image_shape),
+                           (self.projector, representation_shape)):
+            if not net.built:
+                net.build(shape)
+
+    def update(self, encoder, projector, progress):
+        tau = self.momentum(progress)
+        for online_net, target_net in ((encoder, self.encoder),
+                                       (projector, self.projector)):
+            for online, target in zip(online_net.weights, target_net.weights):
+                if "float" not in keras.backend.standardize_dtype(target.dtype):
+                    continue
+                new = tau * target + (1.0 - tau) * ops.cast(online, target.dtype)
+                target.assign(ops.stop_gradient(new))
+        return tau
+
+    def call(self, x, training=False):
+        r = self.encoder(x, training=training)
+        z = self.projector(r, training=training)
+        return ops.stop_gradient(r), ops.stop_gradient(z)
+
+    def get_config(self):
+        return {**super().get_config(), "base_momentum": self.base_momentum,
+                "final_momentum": self.final_momentum}
+
+
+@keras.saving.register_keras_serializable(package="keras_adadim")
+class FeatureQueue(keras.layers.Layer):
+    """A FIFO queue of the last ``size`` feature rows (MoCo's negatives,
+    NNCLR's support set), newest first.
+
+    Starts as L2-normalised Gaussian rows (seeded), as solo-learn and lightly
+    initialise theirs; ``push(rows)`` returns the queue with ``rows`` in
+    front and the oldest rows dropped. Under ``tf.distribute`` the model
+    pushes the global batch, so every replica holds the same queue in the
+    same order.
+
+    Args:
+        size: number of rows kept.
+        seed: seed of the initial rows.
+    """
+
+    def __init__(self, size, seed=0, **kwargs):
+        super().__init__(**kwargs)
+        if int(size) < 1:
+            raise ValueError(f"The queue `size` must be >= 1; got {size}.")
+        self.size = int(size)
+        self.seed = int(seed)
+        self.queue = None
+
+    def build(self, feature_shape):
+        dim = int(feature_shape[-1])
+        self.queue = self.add_weight(
+            name="queue", shape=(self.size, dim), dtype="float32",
+            initializer=_unit_rows(self.seed), trainable=False,
+        )
+
+    def push(self, rows, keep=True):
+        """Enqueue ``rows`` (b, F); ``keep`` False (a skipped batch) leaves
+        the queue as it was."""
+        rows = ops.stop_gradient(ops.cast(rows, "float32"))
+        n = min(int(rows.shape[0]), self.size)
+        old = ops.convert_to_tensor(self.queue)
+        new = ops.concatenate([rows[:n], old[: self.size - n]], axis=0)
+        self.queue.assign(ops.where(keep, new, old))
+
+    def get_config(self):
+        return {**super().get_config(), "size": self.size, "seed": self.seed}
+
+
+class _unit_rows(keras.initializers.Initializer):
+    def __init__(self, seed):
+        self.seed = seed
+
+    def __call__(self, shape, dtype=None):
+        x = keras.random.normal(shape, seed=self.seed, dtype="float32")
+        return x / ops.sqrt(ops.sum(ops.square(x), axis=1, keepdims=True))
+
+    def get_config(self):
+        return {"seed": self.seed}
