@@ -307,6 +307,17 @@ class _RunLock:
         self._fd = fd
         return self
 
+    def remove(self):
+        """Delete the lock file and its (empty) directory while still
+        holding the lock (a process that opened it meanwhile is refused)."""
+        if self._fd is None:
+            return
+        try:
+            os.remove(self.path)
+            os.rmdir(os.path.dirname(self.path))
+        except OSError:  # another process added a file: leave it
+            pass
+
     def release(self):
         if self._fd is None:
             return
@@ -413,11 +424,16 @@ def pretrain(config=None, output=None, resume=True, verbose=1,
     if (not os.path.exists(os.path.join(directory, CONFIG))
             and _foreign_entries(directory)):
         raise _not_a_run(directory)  # before a lock file is added to it
+    created = not os.path.isdir(directory)
     os.makedirs(directory, exist_ok=True)
     lock = _RunLock(directory).acquire()
     try:
         return _pretrain_locked(config, directory, resume, verbose,
                                 callbacks, log)
+    except BaseException:
+        if created and os.listdir(directory) == [LOCK]:
+            lock.remove()  # refused before writing anything: leave no trace
+        raise
     finally:
         lock.release()
 
