@@ -64,9 +64,18 @@ def _read_json(path):
         return None
     try:
         with open(path, encoding="utf-8") as f:
-            return json.load(f)
+            data = json.load(f)
     except (OSError, ValueError) as e:
         raise ValueError(f"{path} is not valid JSON ({e}).") from e
+    files = data.get("files", {}) if isinstance(data, dict) else None
+    if not isinstance(files, dict) or not all(
+            isinstance(v, dict) for v in files.values()):
+        raise ValueError(
+            f"{path} is not a keras-adadim config.json (a JSON object whose "
+            "`files` maps file names to {\"sha256\": ...}); write the "
+            "directory again with `keras_adadim.save_pretrained`."
+        )
+    return data
 
 
 def _recorded_sha(config, filename):

@@ -37,8 +37,19 @@ def registry_path():
 
 
 def _read(path):
-    with open(path, encoding="utf-8") as f:
-        data = json.load(f)
+    try:
+        with open(path, encoding="utf-8") as f:
+            data = json.load(f)
+    except OSError as e:
+        raise ValueError(
+            f"Cannot read the zoo registry {path} ({e.strerror or e}); "
+            f"check the file, or ${REGISTRY_ENV} if you set it."
+        ) from e
+    except ValueError as e:  # empty, truncated, not JSON, not UTF-8
+        raise ValueError(
+            f"Zoo registry {path} is not valid JSON ({e}); see "
+            f"{registry_path()} for the format."
+        ) from e
     models = data.get("models") if isinstance(data, dict) else None
     if not isinstance(models, list):
         raise ValueError(
@@ -46,7 +57,8 @@ def _read(path):
             f"{registry_path()} for the format."
         )
     for entry in models:
-        if "name" not in entry or entry.get("status") not in STATUSES:
+        if (not isinstance(entry, dict) or not isinstance(
+                entry.get("name"), str) or entry.get("status") not in STATUSES):
             raise ValueError(
                 f"Zoo registry {path}: every entry needs a `name` and a "
                 f"`status` in {STATUSES}; got {entry!r:.200}."
