@@ -105,11 +105,12 @@ def add_zoo_parser(subparsers):
         help="fetch and verify a model file (into the HF cache, or --output)",
     )
     p.add_argument("name", help="zoo name, hf://org/repo, or a local path")
-    p.add_argument("--output", help="copy the verified file into this directory")
-    p.add_argument("--revision")
+    p.add_argument("--output", type=_TEXT,
+                   help="copy the verified file into this directory")
+    p.add_argument("--revision", type=_TEXT)
     p.add_argument("--full-model", action="store_true",
                    help="the full AdaDimModel (model.keras), not the encoder")
-    p.add_argument("--cache-dir")
+    p.add_argument("--cache-dir", type=_TEXT)
     p.add_argument("--overwrite", action="store_true",
                    help="replace a different file already in --output")
     p.set_defaults(handler=_zoo_download)
@@ -128,7 +129,8 @@ def add_zoo_parser(subparsers):
         "train", help="train a zoo model with its recorded recipe"
     )
     p.add_argument("name")
-    p.add_argument("--output", help="directory to write (runs/NAME)")
+    p.add_argument("--output", type=_TEXT,
+                   help="directory to write (runs/NAME)")
     p.add_argument("--overwrite", action="store_true",
                    help="replace files in --output that save_pretrained "
                    "did not write")
@@ -304,6 +306,14 @@ def _choice_type(*choices):
     return parse
 
 
+def _text(value):
+    if not value.strip():
+        raise argparse.ArgumentTypeError("must not be empty")
+    return value
+
+
+_TEXT = _text
+_TEXT.__name__ = "non-empty text"
 _POSITIVE_INT = _int_type(1)
 _NON_NEGATIVE_INT = _int_type(0)
 _POSITIVE_FLOAT = _float_type(0, low_open=True)
@@ -313,23 +323,25 @@ _SEED = _int_type(0, 2**32 - 1)  # NumPy seeds are 32-bit
 
 # flag -> (config key, type, help). Unset flags keep the preset's value.
 _PRETRAIN_FLAGS = [
-    ("--data-dir", "data_dir", str,
+    ("--data-dir", "data_dir", _TEXT,
      "tensorflow-datasets data_dir (prepared data / manual downloads)"),
-    ("--train-split", "train_split", str, "split to pre-train on"),
-    ("--test-split", "test_split", str, "split to evaluate and monitor on"),
+    ("--train-split", "train_split", _TEXT, "split to pre-train on"),
+    ("--test-split", "test_split", _TEXT,
+     "split to evaluate and monitor on"),
     ("--image-size", "image_size", _int_type(2),
      "crop size of the views (px)"),
     ("--channels", "channels", _int_choice(1, 3),
      "1 or 3: convert the images"),
-    ("--backbone", "backbone", str,
+    ("--backbone", "backbone", _TEXT,
      "small_cnn, resnet18, resnet34, resnet50, vit_tiny, vit_small"),
     ("--width-multiplier", "width_multiplier", _POSITIVE_FLOAT,
      "ResNet/ViT width"),
     ("--width", "width", _POSITIVE_INT, "small_cnn width"),
-    ("--stem", "stem", str, "auto, cifar or imagenet (ResNet)"),
+    ("--stem", "stem", _TEXT, "auto, cifar or imagenet (ResNet)"),
     ("--method", "method", str,
      "adadim, simclr, vicreg, simclr+lambda, vicreg+lambda"),
-    ("--projector", "projector", str, "small, baseline, expanded, simclr"),
+    ("--projector", "projector", _TEXT,
+     "small, baseline, expanded, simclr"),
     ("--projector-dim", "projector_dim", _POSITIVE_INT,
      "projector output size"),
     ("--projector-hidden-dim", "projector_hidden_dim", _POSITIVE_INT,
@@ -345,17 +357,18 @@ _PRETRAIN_FLAGS = [
      "epochs between alpha updates"),
     ("--alpha-batches", "alpha_batches", _POSITIVE_INT,
      "batches per alpha update"),
-    ("--augmentation", "augmentation", str,
+    ("--augmentation", "augmentation", _TEXT,
      "auto, asymmetric, symmetric, ressl, digits"),
     ("--epochs", "epochs", _POSITIVE_INT, "training epochs"),
     ("--batch-size", "batch_size", _int_type(2), "images per view per step"),
-    ("--optimizer", "optimizer", str, "lars, sgd or adamw"),
+    ("--optimizer", "optimizer", _TEXT, "lars, sgd or adamw"),
     ("--learning-rate", "learning_rate", _POSITIVE_FLOAT,
      "base learning rate (x batch/256 when the preset scales it)"),
     ("--weight-decay", "weight_decay", _NON_NEGATIVE_FLOAT, "weight decay"),
     ("--warmup-epochs", "warmup_epochs", _NON_NEGATIVE_INT,
      "linear warm-up epochs"),
-    ("--schedule", "schedule", str, "cosine (with warm-up) or constant"),
+    ("--schedule", "schedule", _TEXT,
+     "cosine (with warm-up) or constant"),
     ("--probe-learning-rate", "probe_learning_rate", _POSITIVE_FLOAT,
      "online linear probe's learning rate"),
     ("--monitor-every", "monitor_every", _NON_NEGATIVE_INT,
@@ -423,7 +436,7 @@ def add_pretrain_parser(subparsers):
         ),
     )
     p.add_argument(
-        "--dataset", default="digits",
+        "--dataset", default="digits", type=_TEXT,
         help="digits (bundled), a tensorflow-datasets name (cifar10, "
         "cifar100, stl10, imagenet2012, ...), a class-per-folder image "
         "directory or a MedMNIST-style .npz file",
@@ -431,7 +444,8 @@ def add_pretrain_parser(subparsers):
     p.add_argument("--preset", choices=sorted(presets.PRESETS),
                    help="digits (default for digits), baseline (default "
                    "otherwise), expanded, simclr, vicreg")
-    p.add_argument("--table9", help="the paper's dataset row (Table 9) to "
+    p.add_argument("--table9", type=_TEXT,
+                   help="the paper's dataset row (Table 9) to "
                    "use for a folder / .npz dataset, e.g. bloodmnist")
     for flag, key, kind, text in _PRETRAIN_FLAGS:
         p.add_argument(flag, dest=key, type=kind, help=text)
@@ -447,7 +461,8 @@ def add_pretrain_parser(subparsers):
                    default=None, help="also evaluate a random-init encoder "
                    "and raw pixels")
     p.add_argument("--no-baselines", dest="baselines", action="store_false")
-    p.add_argument("--output", help="run directory (default runs/<dataset>-"
+    p.add_argument("--output", type=_TEXT,
+                   help="run directory (default runs/<dataset>-"
                    "<backbone>-<method>-seed<seed>)")
     p.add_argument("--no-resume", action="store_true",
                    help="refuse to continue an existing run directory")
@@ -486,15 +501,17 @@ def add_evaluate_parser(subparsers):
     )
     p.add_argument("source", help="run directory, .keras file, zoo name "
                    "or hf://org/repo")
-    p.add_argument("--dataset", help="default: the run's dataset")
-    p.add_argument("--data-dir")
+    p.add_argument("--dataset", type=_TEXT,
+                   help="default: the run's dataset")
+    p.add_argument("--data-dir", type=_TEXT)
     p.add_argument("--image-size", type=_int_type(2))
     p.add_argument("--eval", default="all", choices=("linear", "knn", "all"))
     p.add_argument("--few-labels", type=_NON_NEGATIVE_INT, default=10)
     p.add_argument("--probe-epochs", type=_POSITIVE_INT, default=100)
     p.add_argument("--knn-k", type=_POSITIVE_INT, default=20)
     p.add_argument("--seed", type=_SEED, default=0)
-    p.add_argument("--output", help="write evaluation.json here (default: "
+    p.add_argument("--output", type=_TEXT,
+                   help="write evaluation.json here (default: "
                    "the run directory, if the source is one)")
     p.set_defaults(handler=_evaluate)
     return p
@@ -525,7 +542,7 @@ def add_analyze_parser(subparsers):
         ),
     )
     p.add_argument("runs", nargs="+", help="run directories")
-    p.add_argument("--output", default="analysis",
+    p.add_argument("--output", default="analysis", type=_TEXT,
                    help="report directory (default ./analysis)")
     p.add_argument("--format", default="md", choices=("md", "html"))
     p.add_argument("--accuracy", default="linear_top1",

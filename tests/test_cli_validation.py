@@ -96,6 +96,41 @@ def test_evaluate_flag_refused_at_parse_time(flag, value, capsys):
     _refused(["evaluate", "runs/x", f"{flag}={value}"], flag, capsys)
 
 
+# Text flags: an empty or blank value is refused (it used to reach the
+# library as '' and fail with e.g. "[Errno 2] No such file or directory: ''").
+TEXT_FLAGS = {
+    "pretrain": ["--dataset", "--output", "--table9", "--data-dir",
+                 "--train-split", "--test-split", "--backbone", "--stem",
+                 "--projector", "--augmentation", "--optimizer",
+                 "--schedule"],
+    "evaluate": ["--dataset", "--data-dir", "--output"],
+    "analyze": ["--output"],
+}
+
+
+@pytest.mark.parametrize("command,flag,value", [
+    pytest.param(c, f, v, id=f"{c}{f}={v!r}")
+    for c, flags in TEXT_FLAGS.items() for f in flags for v in ("", "  ")])
+def test_empty_text_flag_refused(command, flag, value, capsys):
+    extra = {"evaluate": ["runs/x"], "analyze": ["runs/x"]}.get(command, [])
+    with pytest.raises(SystemExit) as e:
+        cli.build_parser().parse_args([command, *extra, f"{flag}={value}"])
+    assert e.value.code == 2
+    assert f"argument {flag}: must not be empty" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("argv,flag", [
+    (["zoo", "download", "x", "--output="], "--output"),
+    (["zoo", "download", "x", "--revision="], "--revision"),
+    (["zoo", "download", "x", "--cache-dir= "], "--cache-dir"),
+    (["zoo", "train", "x", "--output="], "--output"),
+])
+def test_empty_zoo_flag_refused(argv, flag, capsys):
+    with pytest.raises(SystemExit):
+        cli.build_parser().parse_args(argv)
+    assert f"argument {flag}: must not be empty" in capsys.readouterr().err
+
+
 def test_every_numeric_pretrain_flag_is_range_checked():
     """A numeric flag added to _PRETRAIN_FLAGS without a range check (a
     plain int/float type) fails here."""
