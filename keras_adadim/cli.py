@@ -580,6 +580,9 @@ def main(argv=None):
     args.quiet = _quiet_native_logs(getattr(args, "verbose", 1))
     try:
         return args.handler(args)
+    except BrokenPipeError:  # output piped into `head`: not an error
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
     except (ValueError, OSError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
