@@ -139,3 +139,39 @@ def test_foreign_directory_refused_without_a_lock_file(tmp_path):
     with pytest.raises(ValueError, match="not empty, but holds no run"):
         training.pretrain(output=str(directory), verbose=0, **TINY)
     assert sorted(os.listdir(directory)) == ["notes.txt"]
+
+
+def test_two_adadim_pretrain_processes(tmp_path):
+    """The issue's case end to end: while one `adadim pretrain` trains, a
+    second one on the same run directory (other --epochs) exits with status
+    2 at once, naming the first; the first is undisturbed."""
+    directory = tmp_path / "run"
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(
+        p for p in (str(REPO), os.environ.get("PYTHONPATH")) if p))
+    base = [sys.executable, "-m", "keras_adadim.cli", "pretrain",
+            "--output", str(directory), "--width", "4", "--eval", "none",
+            "--monitor-every", "0", "--verbose", "0"]
+    first = subprocess.Popen([*base, "--epochs", "200"], env=env,
+                             stdout=subprocess.DEVNULL,
+                             stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.time() + 120
+        while time.time() < deadline:  # until it holds the lock
+            try:
+                info = json.loads((directory / training.LOCK).read_text())
+                if info.get("pid") == first.pid:
+                    break
+            except (OSError, ValueError):
+                pass
+            assert first.poll() is None, "the first run ended early"
+            time.sleep(0.2)
+        else:
+            pytest.fail("the first run never took the lock")
+        second = subprocess.run([*base, "--epochs", "3"], env=env,
+                                capture_output=True, text=True, timeout=120)
+        assert second.returncode == 2
+        assert f"PID {first.pid}" in second.stderr, second.stderr
+        assert first.poll() is None  # still training
+    finally:
+        first.kill()
+        first.wait()
