@@ -229,3 +229,41 @@ def gaussian_mutual_information(r, z, ridge=0.0):
     sigma = np.cov(joint, rowvar=False, ddof=1)
     return gaussian_mutual_information_from_covariance(
         sigma, r.shape[1], ridge)
+
+
+# ------------------------------------------------ the compared methods' losses
+def negative_cosine_similarity(p, z):
+    p, z = l2_normalize_rows(p), l2_normalize_rows(z)
+    return float(-np.mean(np.sum(p * z, axis=1)))
+
+
+def info_nce(q, k, temperature):
+    """Row i of q against every row of k, k_i positive (a loop, not matmul)."""
+    q, k = l2_normalize_rows(q), l2_normalize_rows(k)
+    losses = []
+    for i in range(len(q)):
+        s = np.array([q[i] @ k[j] for j in range(len(k))]) / temperature
+        m = s.max()
+        losses.append(m + np.log(np.exp(s - m).sum()) - s[i])
+    return float(np.mean(losses))
+
+
+def barlow_twins(z1, z2, lambda_=0.0051, scale=1.0, epsilon=1e-5):
+    z1, z2 = _f64(z1), _f64(z2)
+    n = len(z1)
+    a = (z1 - z1.mean(0)) / np.sqrt(z1.var(0) + epsilon)  # biased variance
+    b = (z2 - z2.mean(0)) / np.sqrt(z2.var(0) + epsilon)
+    c = a.T @ b / n
+    on = np.sum((1.0 - np.diag(c)) ** 2)
+    off = np.sum(c ** 2) - np.sum(np.diag(c) ** 2)
+    return float(scale * (on + lambda_ * off))
+
+
+def nearest_neighbours(z, support):
+    zn, s = l2_normalize_rows(z), l2_normalize_rows(support)
+    return s[np.argmax(zn @ s.T, axis=1)]
+
+
+def nnclr(z1, z2, p1, p2, support, temperature):
+    nn1, nn2 = nearest_neighbours(z1, support), nearest_neighbours(z2, support)
+    return 0.5 * (info_nce(nn1, p2, temperature) + info_nce(nn2, p1, temperature))

@@ -97,6 +97,11 @@ res = {
     "rank1_renyi_1": M.renyi_entropy(rank1, order=1),
     "rank1_mi": M.matrix_mutual_information(rank1, r1),
     "rank1_vicreg": L.vicreg(rank1, rank1),
+    "negative_cosine": L.negative_cosine_similarity(z1, z2),
+    "info_nce_0.2": L.info_nce(z1, z2, 0.2),
+    "barlow_twins": L.barlow_twins(z1, z2),
+    "barlow_twins_scaled": L.barlow_twins(z1, z2, 0.5, 0.1),
+    "nnclr": L.nnclr(z1, z2, r1[:, :16], r2[:, :16], x, 0.2),
 }
 print(%r + json.dumps({k: out(v) for k, v in res.items()}))
 """ % MARKER
@@ -138,6 +143,11 @@ def _reference():
         "zero_vicreg": 49.5,
         "rank1_effective_rank": 1.0,
         "zero_nt_xent": float(np.log(2 * 12 - 1)),
+        "negative_cosine": ref.negative_cosine_similarity(z1, z2),
+        "info_nce_0.2": ref.info_nce(z1, z2, 0.2),
+        "barlow_twins": ref.barlow_twins(z1, z2),
+        "barlow_twins_scaled": ref.barlow_twins(z1, z2, 0.5, 0.1),
+        "nnclr": ref.nnclr(z1, z2, r1[:, :16], r2[:, :16], x, 0.2),
     }
 
 

@@ -120,3 +120,20 @@ def test_linear_eval_and_finetune_examples(monkeypatch, capsys):
     )
     out = capsys.readouterr().out
     assert "fine-tuned (pre-trained)" in out and "random init" in out
+
+
+def test_custom_method_example(tmp_path, capsys):
+    """The README's write-your-own-method example trains, logs its terms,
+    and its model saves and loads with the method's settings."""
+    import keras
+
+    out = str(tmp_path / "align_uniform.keras")
+    ns = runpy.run_path(os.path.join(ROOT, "examples", "custom_method.py"))
+    model, history = ns["main"](["--epochs", "2", "--width", "4", "--output", out])
+    printed = capsys.readouterr().out
+    assert "alignment" in printed and "linear-probe accuracy" in printed
+    assert set(history) >= {"loss", "alignment", "uniformity", "probe_accuracy"}
+    assert history["loss"][-1] < history["loss"][0]
+    loaded = keras.models.load_model(out)
+    assert type(loaded.method).__name__ == "AlignUniform"
+    assert loaded.method.lambda_ == 1.0

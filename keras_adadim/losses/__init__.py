@@ -1,10 +1,18 @@
-"""AdaDim losses as pure ``keras.ops`` functions, plus ``keras.losses.Loss``
+"""AdaDim's and the compared methods' losses as pure ``keras.ops`` functions, plus ``keras.losses.Loss``
 wrappers. One loss per module, the formula in each docstring."""
 
 from keras_adadim.losses.adadim import AdaDimLoss
 from keras_adadim.losses.adadim import adadim_loss
 from keras_adadim.losses.adadim import combine_adadim
 from keras_adadim.losses.adadim import mutual_information_term
+from keras_adadim.losses.barlow_twins import BarlowTwinsLoss
+from keras_adadim.losses.barlow_twins import barlow_twins
+from keras_adadim.losses.info_nce import InfoNCE
+from keras_adadim.losses.info_nce import info_nce
+from keras_adadim.losses.negative_cosine import NegativeCosineSimilarity
+from keras_adadim.losses.negative_cosine import negative_cosine_similarity
+from keras_adadim.losses.nnclr import nearest_neighbours
+from keras_adadim.losses.nnclr import nnclr
 from keras_adadim.losses.nt_xent import NTXent
 from keras_adadim.losses.nt_xent import nt_xent
 from keras_adadim.losses.vicreg import VICReg
@@ -13,9 +21,17 @@ from keras_adadim.losses.vicreg import vicreg_components
 
 __all__ = [
     "AdaDimLoss",
+    "BarlowTwinsLoss",
+    "InfoNCE",
+    "NegativeCosineSimilarity",
     "NTXent",
     "VICReg",
     "adadim_loss",
+    "barlow_twins",
+    "info_nce",
+    "nearest_neighbours",
+    "negative_cosine_similarity",
+    "nnclr",
     "combine_adadim",
     "mutual_information_term",
     "nt_xent",

@@ -27,8 +27,6 @@ of the planned training steps done, a float32 scalar tensor).
 
 import keras
 
-from keras_adadim.models import heads
-
 
 class Step:
     """What a method knows about the current step."""
@@ -114,6 +112,9 @@ def default_predictor(predictor, hidden_dim, encoder, projector, method):
     embedding size to itself."""
     if predictor is not None:
         return predictor
+    # Imported here: keras_adadim.models imports the methods.
+    from keras_adadim.models import heads
+
     dim = embedding_dim(encoder, projector)
     if dim is None:
         raise ValueError(
