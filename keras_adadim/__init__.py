@@ -14,13 +14,14 @@ import importlib
 __version__ = "0.1.0"
 
 # Submodules reachable as attributes (``keras_adadim.hub``).
-_SUBMODULES = ("callbacks", "hub", "losses", "metrics", "models",
+_SUBMODULES = ("callbacks", "hub", "losses", "methods", "metrics", "models",
                "optimizers", "presets", "zoo")
 
 # Names re-exported from submodules: name -> module that defines it.
 _EXPORTS = {
-    "METHODS": "keras_adadim.models",
+    "METHODS": "keras_adadim.presets",
     "AdaDimModel": "keras_adadim.models",
+    "SelfSupervisedModel": "keras_adadim.models",
     "AlphaUpdater": "keras_adadim.callbacks",
     "RepresentationMonitor": "keras_adadim.callbacks",
     "from_pretrained": "keras_adadim.hub",
