@@ -1,26 +1,34 @@
-"""Training-step cost of AdaDim against SimCLR and VICReg, and the share of
-an epoch taken by the adaptive-alpha update (``AlphaUpdater``).
+"""Training-step cost of every registered method against SimCLR (AdaDim
+against SimCLR and VICReg in particular), and the share of an epoch taken by
+the adaptive-alpha update (``AlphaUpdater``).
 
 Run on demand (it is not part of the tests)::
 
     python benchmarks/bench_step.py
     python benchmarks/bench_step.py --backends jax --out results.json
+    python benchmarks/bench_step.py --methods adadim,simclr,vicreg
     python benchmarks/bench_step.py --image-size 32 --width 64 --batch 256   # GPU
 
 For each backend a subprocess is started with ``KERAS_BACKEND`` set. It
 builds the same encoder (``small_cnn_encoder``) and projector
-(``mlp_projector(512, 256)``) for three presets of ``AdaDimModel``
-(``adadim``: adaptive alpha and gamma = 1e-4, so VICReg, InfoNCE and L_mut
-are all computed; ``simclr``; ``vicreg``), with identical initial weights,
-compiles them with SGD and the model's default ``jit_compile``, and times
-training steps on an in-memory repeated batch of pre-made random views
-(``train_on_batch``, the presets interleaved step by step; or
-``--driver fit``: one ``fit`` call per preset and round, steps timed by a
-callback). Interleaving makes machine noise hit all three alike; the
-reported step time is the median per-step time of each preset. It then
-times one ``AlphaUpdater`` update (``batches`` batches through the model in
-training mode, as at the start of every ``every``-th epoch) and expresses
-it as a share of ``every`` epochs of CIFAR-size training
+(``mlp_projector(512, 256)``) for every method of the registry
+(``keras_adadim.presets.METHODS``, so a newly registered method is timed
+without editing this file; ``--methods`` picks some), each made with
+``keras_adadim.methods.get_method`` and trained by ``AdaDimModel``:
+``adadim`` with adaptive alpha and gamma = 1e-4 (so VICReg, InfoNCE and
+L_mut are all computed), the other methods with their registry defaults,
+except that every method with a predictor gets the same predictor width
+(``--predictor-hidden``) and NNCLR a support set of ``--queue-size`` rows.
+All start from identical encoder and projector weights, are compiled with
+SGD and the model's default ``jit_compile``, and are timed on an in-memory
+repeated batch of pre-made random views (``train_on_batch``, the methods
+interleaved step by step; or ``--driver fit``: one ``fit`` call per method
+and round, steps timed by a callback). Interleaving makes machine noise hit
+all methods alike; the reported step time is the median per-step time of
+each method, and every method's is given as a ratio to SimCLR's. It then
+times one ``AlphaUpdater`` update (``batches`` batches through the AdaDim
+model in training mode, as at the start of every ``every``-th epoch) and
+expresses it as a share of ``every`` epochs of CIFAR-size training
 (``--epoch-samples`` / ``--batch`` steps at the measured AdaDim step time).
 See ``benchmarks/README.md``.
 """
@@ -35,14 +43,20 @@ import sys
 import tempfile
 import time
 
-PRESETS = ("adadim", "simclr", "vicreg")
-# Model arguments of each preset (explicit, so that the benchmark keeps
-# measuring the same thing if the library's presets change).
-PRESET_ARGS = {
-    "adadim": {"method": "adadim", "alpha": "adaptive", "gamma": 1e-4},
-    "simclr": {"method": "simclr"},
-    "vicreg": {"method": "vicreg"},
+# The library (this checkout) first on the path, wherever we run from.
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+if ROOT not in sys.path:
+    sys.path.insert(0, ROOT)
+
+from keras_adadim import presets as _presets  # noqa: E402  (no Keras import)
+
+# Arguments that override a method's registry defaults (explicit, so that the
+# benchmark keeps measuring the same thing if the registry's defaults change).
+# AdaDim: adaptive alpha, so that VICReg, InfoNCE and L_mut are all computed.
+METHOD_OVERRIDES = {
+    "adadim": {"alpha": "adaptive", "gamma": 1e-4},
 }
+BASELINE = "simclr"  # every step time is also given as a ratio to this one
 PROJECTOR_HIDDEN = 512
 PROJECTOR_OUTPUT = 256
 STEP_TARGET = 1.05  # AdaDim step <= 1.05 x SimCLR step
@@ -56,18 +70,31 @@ def parse_args(argv=None):
     )
     p.add_argument("--backends", default="tensorflow,jax,torch",
                    help="comma-separated Keras backends")
+    p.add_argument("--methods", default="all",
+                   help="comma-separated registered methods to time, or "
+                        "'all' (every method of keras_adadim.presets."
+                        f"METHODS); {BASELINE!r} is always added (the "
+                        "ratios' baseline)")
+    p.add_argument("--predictor-hidden", type=int, default=512,
+                   help="hidden width of the predictor of every method that "
+                        "has one (BYOL, SimSiam, MoCo v3, NNCLR); the same "
+                        "for all, so the ratios compare the methods, not "
+                        "their heads (the registry defaults are 512-4096)")
+    p.add_argument("--queue-size", type=int, default=4096,
+                   help="NNCLR's support-set size (rows); the paper presets "
+                        "use 65,536")
     p.add_argument("--batch", type=int, default=128, help="batch size b")
     p.add_argument("--image-size", type=int, default=32,
                    help="images are S x S x 3")
     p.add_argument("--width", type=int, default=32,
                    help="encoder width w (representation size 4w)")
     p.add_argument("--steps", type=int, default=30,
-                   help="timed training steps per preset (split over the "
+                   help="timed training steps per method (split over the "
                         "rounds)")
     p.add_argument("--rounds", type=int, default=5,
-                   help="rounds of interleaved presets")
+                   help="rounds of interleaved methods")
     p.add_argument("--warmup", type=int, default=3,
-                   help="untimed steps per preset after compilation")
+                   help="untimed steps per method after compilation")
     p.add_argument("--every", type=int, default=20,
                    help="AlphaUpdater `every` (epochs between updates)")
     p.add_argument("--alpha-batches", type=int, default=10,
@@ -82,8 +109,8 @@ def parse_args(argv=None):
                         "default; Keras resolves it per backend/device)")
     p.add_argument("--driver", default="train_on_batch",
                    choices=("train_on_batch", "fit"),
-                   help="train_on_batch: presets interleaved step by step; "
-                        "fit: one `fit` call per preset and round, steps "
+                   help="train_on_batch: methods interleaved step by step; "
+                        "fit: one `fit` call per method and round, steps "
                         "timed by a callback")
     p.add_argument("--threads", type=int, default=0,
                    help="CPU threads per backend (intra- and inter-op); 0: "
@@ -98,7 +125,8 @@ def parse_args(argv=None):
     p.add_argument("--worker-out", default=None, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     for name in ("batch", "image_size", "width", "steps", "rounds",
-                 "every", "alpha_batches", "alpha_repeats", "epoch_samples"):
+                 "every", "alpha_batches", "alpha_repeats", "epoch_samples",
+                 "predictor_hidden", "queue_size"):
         if getattr(args, name) < 1:
             p.error(f"--{name.replace('_', '-')} must be >= 1")
     if args.batch < 2:
@@ -107,7 +135,37 @@ def parse_args(argv=None):
         p.error("--warmup must be >= 0")
     if args.threads < 0:
         p.error("--threads must be >= 0")
+    try:
+        args.method_names = method_names(args.methods)
+    except ValueError as e:
+        p.error(f"--methods: {e}")
     return args
+
+
+def method_names(spec):
+    """The methods to time, in registry order, SimCLR always among them."""
+    if spec.strip() == "all":
+        return list(_presets.METHODS)
+    names = [m.strip() for m in spec.split(",") if m.strip()]
+    for name in names:
+        _presets.check_method_name(name)
+    chosen = set(names) | {BASELINE}
+    return [m for m in _presets.METHODS if m in chosen]
+
+
+def method_kwargs(name, args):
+    """``get_method(name, **kwargs)`` arguments of a timed method: the
+    benchmark's overrides, the common predictor width and NNCLR's queue
+    size (for the methods whose registry entry maps those run settings to
+    a constructor argument) and the seed."""
+    uses = _presets.METHODS[name]["uses"]
+    kwargs = dict(METHOD_OVERRIDES.get(name, {}))
+    for setting, value in (("predictor_hidden_dim", args.predictor_hidden),
+                           ("queue_size", args.queue_size),
+                           ("seed", args.seed)):
+        if uses.get(setting) is not None:
+            kwargs[uses[setting]] = value
+    return kwargs
 
 
 def settings_of(args):
@@ -129,7 +187,14 @@ def settings_of(args):
         "threads": args.threads,
         "seed": args.seed,
         "optimizer": "SGD(learning_rate=1e-3, momentum=0.9)",
-        "presets": PRESET_ARGS,
+        "predictor_hidden": args.predictor_hidden,
+        "queue_size": args.queue_size,
+        "baseline": BASELINE,
+        # get_method(name, **kwargs) of every timed method (the registry's
+        # fixed arguments come on top).
+        "methods": {
+            name: method_kwargs(name, args) for name in args.method_names
+        },
     }
 
 
@@ -157,6 +222,7 @@ def worker(args):
 
     import keras
     from keras_adadim.callbacks.alpha_updater import AlphaUpdater
+    from keras_adadim.methods import get_method
     from keras_adadim.models.adadim_model import AdaDimModel
     from keras_adadim.models.small_cnn import mlp_projector
     from keras_adadim.models.small_cnn import small_cnn_encoder
@@ -242,12 +308,14 @@ def worker(args):
             for _ in range(n):
                 batch_step(model)
 
+    names = list(args.method_names)
     models, compile_s, info = {}, {}, {}
-    for name in PRESETS:
+    for name in names:
         keras.utils.set_random_seed(args.seed)  # same initial weights
         encoder = small_cnn_encoder((s, s, 3), args.width)
         projector = mlp_projector(PROJECTOR_HIDDEN, PROJECTOR_OUTPUT)
-        model = AdaDimModel(encoder, projector, **PRESET_ARGS[name])
+        method = get_method(name, **method_kwargs(name, args))
+        model = AdaDimModel(encoder, projector, method=method)
         kwargs = {}
         if args.jit_compile != "auto":
             kwargs["jit_compile"] = args.jit_compile == "true"
@@ -255,7 +323,7 @@ def worker(args):
             optimizer=keras.optimizers.SGD(learning_rate=1e-3, momentum=0.9),
             **kwargs,
         )
-        if name == "adadim":
+        if getattr(model.method, "adaptive", False):
             # Mid-training value; all three terms are computed whatever
             # alpha is (the choice is static), this only keeps every term's
             # gradient non-zero.
@@ -263,60 +331,72 @@ def worker(args):
         t0 = time.perf_counter()
         warm(model, 1)  # builds, traces and compiles the step
         compile_s[name] = time.perf_counter() - t0
-        if args.warmup:
-            warm(model, args.warmup)
-        uses = getattr(model, "_uses", None)
-        terms = None
-        if uses is not None:
-            terms = [
-                t for t, on in zip(("vicreg", "nce", "mut"), uses()) if on
-            ]
+        terms = _terms_computed(model.method)
         info[name] = {
+            "method_class": type(model.method).__name__,
+            "method_kwargs": method_kwargs(name, args),
             "terms_computed": terms,
             "jit_compile": bool(model.jit_compile),
             "params": int(model.count_params()),
+            "trainable_params": int(
+                sum(int(np.prod(w.shape)) for w in model.trainable_weights)
+            ),
         }
         models[name] = model
         say(
-            f"built + compiled {name} ({'+'.join(terms or ['?'])}, "
+            f"built + compiled {name} ({'+'.join(terms)}, "
             f"jit_compile={model.jit_compile}) in {compile_s[name]:.1f} s"
         )
 
+    # Warm-up after every model is built: on TensorFlow, the next model's
+    # `set_random_seed` makes each earlier model's step retrace once (~0.4 s
+    # on the cheap encoder), which must not fall in a timed step.
+    if args.warmup:
+        for name in names:
+            warm(models[name], args.warmup)
+
+    n_methods = len(names)
     per_round = _steps_per_round(args)
-    times = {name: [] for name in PRESETS}
-    round_medians = {name: [] for name in PRESETS}
-    paired = {"simclr": [], "vicreg": []}
+    times = {name: [] for name in names}
+    round_medians = {name: [] for name in names}
+    # Per cycle (train_on_batch driver): method step / baseline step, for
+    # steps run back to back.
+    paired = {name: [] for name in names}
+    paired_vicreg = []
     for r in range(args.rounds):
-        round_times = {name: [] for name in PRESETS}
+        round_times = {name: [] for name in names}
         if args.driver == "fit":
-            # One `fit` call per preset and round, the order rotated so that
-            # no preset always runs first or last.
-            order = PRESETS[r % 3:] + PRESETS[: r % 3]
-            for name in order:
+            # One `fit` call per method and round, the order rotated so that
+            # no method always runs first or last.
+            k = r % n_methods
+            for name in names[k:] + names[:k]:
                 round_times[name] = fit_steps(models[name], per_round)
         else:
-            # Step by step: adadim, simclr, vicreg, then the next cycle in a
-            # rotated order, so that every preset sees the same load.
+            # Step by step: one step of every method, then the next cycle
+            # in a rotated order, so that every method sees the same load.
             for i in range(per_round):
-                k = (r * per_round + i) % 3
-                for name in PRESETS[k:] + PRESETS[:k]:
+                k = (r * per_round + i) % n_methods
+                for name in names[k:] + names[:k]:
                     round_times[name].append(batch_step(models[name]))
-                for other in paired:
-                    paired[other].append(
-                        round_times["adadim"][-1] / round_times[other][-1]
+                base_t = round_times[BASELINE][-1]
+                for name in names:
+                    paired[name].append(round_times[name][-1] / base_t)
+                if "adadim" in names and "vicreg" in names:
+                    paired_vicreg.append(
+                        round_times["adadim"][-1] / round_times["vicreg"][-1]
                     )
-        for name in PRESETS:
+        for name in names:
             times[name].extend(round_times[name])
             round_medians[name].append(statistics.median(round_times[name]))
         say(
             f"round {r + 1}/{args.rounds}: "
             + ", ".join(
-                f"{n} {1e3 * round_medians[n][-1]:.1f} ms" for n in PRESETS
+                f"{n} {1e3 * round_medians[n][-1]:.1f} ms" for n in names
             )
         )
 
     steps = {}
-    for name in PRESETS:
+    for name in names:
         t = sorted(times[name])
         steps[name] = {
             "median_s": statistics.median(t),
@@ -331,31 +411,60 @@ def worker(args):
             **info[name],
         }
 
-    def ratio(a, c):
+    def ratio(a, c, pairs):
         per = [
             x / y for x, y in zip(round_medians[a], round_medians[c])
         ]
         return {
             "of_medians": steps[a]["median_s"] / steps[c]["median_s"],
             "of_minima": steps[a]["min_s"] / steps[c]["min_s"],
-            # Median over cycles of adadim / other for steps run back to
-            # back (train_on_batch driver only).
-            "paired_median": (
-                statistics.median(paired[c]) if paired[c] else None
-            ),
+            # Median over cycles of a / c for steps run back to back
+            # (train_on_batch driver only).
+            "paired_median": statistics.median(pairs) if pairs else None,
             "per_round": per,
             "per_round_min": min(per),
             "per_round_max": max(per),
         }
 
+    # Every method over the baseline (SimCLR); AdaDim over VICReg as before.
     ratios = {
-        "adadim_over_simclr": ratio("adadim", "simclr"),
-        "adadim_over_vicreg": ratio("adadim", "vicreg"),
+        "over_" + BASELINE: {
+            name: ratio(name, BASELINE, paired[name]) for name in names
+        }
     }
+    if "adadim" in names:
+        ratios["adadim_over_simclr"] = ratios["over_" + BASELINE]["adadim"]
+        if "vicreg" in names:
+            ratios["adadim_over_vicreg"] = ratio(
+                "adadim", "vicreg", paired_vicreg
+            )
     say(
-        f"AdaDim/SimCLR {ratios['adadim_over_simclr']['of_medians']:.3f}x, "
-        f"AdaDim/VICReg {ratios['adadim_over_vicreg']['of_medians']:.3f}x"
+        "over SimCLR: "
+        + ", ".join(
+            f"{n} {ratios['over_' + BASELINE][n]['of_medians']:.3f}x"
+            for n in names if n != BASELINE
+        )
     )
+    if "adadim_over_vicreg" in ratios:
+        say(
+            f"AdaDim/VICReg {ratios['adadim_over_vicreg']['of_medians']:.3f}x"
+        )
+    result = {
+        "backend": backend,
+        "versions": _versions(backend),
+        "devices": _devices(backend),
+        "thread_env": {
+            k: os.environ.get(k)
+            for k in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "XLA_FLAGS")
+        },
+        "methods": names,
+        "steps": steps,
+        "ratios": ratios,
+        "alpha_update": None,
+    }
+    if "adadim" not in names:
+        result["load_average"] = {"before": load_before, "after": _loadavg()}
+        return result
 
     # ------------------------------------------------------- alpha update
     model = models["adadim"]
@@ -400,19 +509,18 @@ def worker(args):
         f"every={args.every}: {share_pct:.3f}%"
     )
 
-    return {
-        "backend": backend,
-        "versions": _versions(backend),
-        "devices": _devices(backend),
-        "load_average": {"before": load_before, "after": _loadavg()},
-        "thread_env": {
-            k: os.environ.get(k)
-            for k in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "XLA_FLAGS")
-        },
-        "steps": steps,
-        "ratios": ratios,
-        "alpha_update": alpha,
-    }
+    result["alpha_update"] = alpha
+    result["load_average"] = {"before": load_before, "after": _loadavg()}
+    return result
+
+
+def _terms_computed(method):
+    """The loss terms a method computes in its step: AdaDim's static choice
+    (SimCLR never pays for VICReg or L_mut), else its declared terms."""
+    uses = getattr(method, "_uses", None)
+    if uses is not None:
+        return [t for t, on in zip(method.term_names, uses()) if on]
+    return list(method.term_names)
 
 
 def _quantile(sorted_values, q):
@@ -514,9 +622,8 @@ def run_backend(backend, args, argv):
             f"intra_op_parallelism_threads={n}",
         ]))
     # The library (this checkout) first on the path, wherever we run from.
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     env["PYTHONPATH"] = os.pathsep.join(
-        [root] + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else [])
+        [ROOT] + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else [])
     )
     with tempfile.TemporaryDirectory() as tmp:
         out = os.path.join(tmp, "result.json")
@@ -562,7 +669,8 @@ def print_table(r, settings):
         return
     v = r["versions"]
     bv = v.get(r["backend"], "")
-    jit = r["steps"]["adadim"]["jit_compile"]
+    names = r["methods"]
+    jit = r["steps"][BASELINE]["jit_compile"]
     print(
         f"\n== {r['backend']} {bv} (keras {v['keras']}; "
         f"jit_compile={jit}; devices {','.join(r['devices'])}) =="
@@ -570,28 +678,39 @@ def print_table(r, settings):
     print(
         f"b={settings['batch']}, {settings['image_size']}x"
         f"{settings['image_size']}x3, width={settings['width']}, projector "
-        f"{PROJECTOR_HIDDEN}-{PROJECTOR_OUTPUT}; "
-        f"{r['steps']['adadim']['n']} timed steps per preset over "
-        f"{settings['rounds']} rounds"
+        f"{PROJECTOR_HIDDEN}-{PROJECTOR_OUTPUT}, predictor hidden "
+        f"{settings['predictor_hidden']}, NNCLR queue "
+        f"{settings['queue_size']}; {r['steps'][BASELINE]['n']} timed steps "
+        f"per method over {settings['rounds']} rounds"
     )
+    over = r["ratios"]["over_" + BASELINE]
     print(
-        f"{'preset':<8} {'terms':<16} {'median ms':>10} {'p25-p75 ms':>15} "
-        f"{'min ms':>8}  round medians (ms)"
+        f"{'method':<14} {'terms':<16} {'median ms':>10} {'p25-p75 ms':>15} "
+        f"{'min ms':>8} {'/SimCLR':>8} {'paired':>7} {'rounds':>12}  "
+        "round medians (ms)"
     )
-    for name in PRESETS:
-        st = r["steps"][name]
+    for name in names:
+        st, q = r["steps"][name], over[name]
         rounds = " ".join(f"{1e3 * x:.0f}" for x in st["round_medians_s"])
+        paired = (
+            "-" if q["paired_median"] is None
+            else f"{q['paired_median']:.3f}"
+        )
+        spread = f"{q['per_round_min']:.2f}-{q['per_round_max']:.2f}"
         print(
-            f"{name:<8} {'+'.join(st['terms_computed'] or ['?']):<16} "
+            f"{name:<14} {'+'.join(st['terms_computed'] or ['?']):<16} "
             f"{1e3 * st['median_s']:>10.1f} "
             f"{1e3 * st['p25_s']:>7.1f}-{1e3 * st['p75_s']:<7.1f} "
-            f"{1e3 * st['min_s']:>8.1f}  {rounds}"
+            f"{1e3 * st['min_s']:>8.1f} {q['of_medians']:>7.3f}x "
+            f"{paired:>7} {spread:>12}  {rounds}"
         )
     for key, label, target in (
         ("adadim_over_simclr", "AdaDim/SimCLR", STEP_TARGET),
         ("adadim_over_vicreg", "AdaDim/VICReg", None),
     ):
-        q = r["ratios"][key]
+        q = r["ratios"].get(key)
+        if q is None:
+            continue
         verdict = ""
         if target is not None:
             ok = q["of_medians"] <= target
@@ -606,20 +725,60 @@ def print_table(r, settings):
             f"{q['per_round_min']:.3f}-{q['per_round_max']:.3f}){verdict}"
         )
     a = r["alpha_update"]
-    ok = a["share_pct"] <= SHARE_TARGET_PCT
-    print(
-        f"AlphaUpdater: one update ({settings['alpha_batches']} batches) "
-        f"{a['update_s']:.3f} s = {1e3 * a['per_batch_s']:.1f} ms/batch "
-        f"({a['per_batch_over_step']:.2f} AdaDim steps per batch)"
-    )
-    print(
-        f"  epoch = {a['steps_per_epoch']} steps x "
-        f"{1e3 * r['steps']['adadim']['median_s']:.1f} ms = "
-        f"{a['epoch_s']:.1f} s; share of every={a['every']} epochs: "
-        f"{a['share_pct']:.3f}%  target <= {SHARE_TARGET_PCT:g}%: "
-        f"{'met' if ok else 'NOT met'}"
-    )
+    if a is not None:
+        ok = a["share_pct"] <= SHARE_TARGET_PCT
+        print(
+            f"AlphaUpdater: one update ({settings['alpha_batches']} batches) "
+            f"{a['update_s']:.3f} s = {1e3 * a['per_batch_s']:.1f} ms/batch "
+            f"({a['per_batch_over_step']:.2f} AdaDim steps per batch)"
+        )
+        print(
+            f"  epoch = {a['steps_per_epoch']} steps x "
+            f"{1e3 * r['steps']['adadim']['median_s']:.1f} ms = "
+            f"{a['epoch_s']:.1f} s; share of every={a['every']} epochs: "
+            f"{a['share_pct']:.3f}%  target <= {SHARE_TARGET_PCT:g}%: "
+            f"{'met' if ok else 'NOT met'}"
+        )
+    load = r.get("load_average") or {}
+    if load.get("before") and load.get("after"):
+        print(
+            f"  (1-min load average {load['before'][0]:.1f} -> "
+            f"{load['after'][0]:.1f})"
+        )
     print(f"  (backend wall time {r['wall_s']:.0f} s)")
+
+
+def print_summary(results, names):
+    """One row per method: ms per step and ratio to SimCLR per backend."""
+    ok = [r for r in results if "error" not in r]
+    print("\nSummary: median ms per step (x SimCLR, paired in brackets "
+          "where measured)")
+    print(f"{'method':<14} " + " ".join(
+        f"{r['backend']:>24}" for r in ok
+    ))
+    for name in names:
+        cells = []
+        for r in ok:
+            st = r["steps"][name]
+            q = r["ratios"]["over_" + BASELINE][name]
+            paired = (
+                "" if q["paired_median"] is None
+                else f" ({q['paired_median']:.2f})"
+            )
+            cells.append(
+                f"{1e3 * st['median_s']:.1f} ms {q['of_medians']:.2f}x"
+                + paired
+            )
+        print(f"{name:<14} " + " ".join(f"{c:>24}" for c in cells))
+    if any(r.get("alpha_update") for r in ok):
+        print(f"{'alpha %':<14} " + " ".join(
+            f"{r['alpha_update']['share_pct']:>24.3f}"
+            if r.get("alpha_update") else f"{'-':>24}"
+            for r in ok
+        ))
+    for r in results:
+        if "error" in r:
+            print(f"{r['backend']}: failed: {r['error']}")
 
 
 def main(argv=None):
@@ -640,8 +799,10 @@ def main(argv=None):
     info = machine()
     print(
         f"bench_step: {', '.join(backends)} | b={args.batch} "
-        f"S={args.image_size} w={args.width} | {args.rounds} rounds x "
-        f"{_steps_per_round(args)} steps per preset | "
+        f"S={args.image_size} w={args.width} | "
+        f"{len(args.method_names)} methods ({', '.join(args.method_names)}) "
+        f"| {args.rounds} rounds x {_steps_per_round(args)} steps per "
+        f"method | "
         f"{info['cpus_available'] or info['cpu_count']} CPUs",
         flush=True,
     )
@@ -653,26 +814,7 @@ def main(argv=None):
         results.append(run_backend(backend, args, worker_argv))
     for r in results:
         print_table(r, settings)
-    if len(results) > 1:
-        print("\nSummary")
-        print(
-            f"{'backend':<11} {'adadim ms':>9} {'simclr ms':>9} "
-            f"{'vicreg ms':>9} {'A/SimCLR':>9} {'A/VICReg':>9} {'alpha %':>8}"
-        )
-        for r in results:
-            if "error" in r:
-                print(f"{r['backend']:<11} failed: {r['error']}")
-                continue
-            st, q = r["steps"], r["ratios"]
-            print(
-                f"{r['backend']:<11} "
-                + " ".join(
-                    f"{1e3 * st[n]['median_s']:>9.1f}" for n in PRESETS
-                )
-                + f" {q['adadim_over_simclr']['of_medians']:>9.3f}"
-                f" {q['adadim_over_vicreg']['of_medians']:>9.3f}"
-                f" {r['alpha_update']['share_pct']:>8.3f}"
-            )
+    print_summary(results, args.method_names)
     if args.out:
         payload = {
             "started": started,
