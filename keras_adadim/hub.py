@@ -624,6 +624,7 @@ def save_pretrained(model, directory, results=None, config=None,
     )
     res = normalise_results(results)
     check_can_write(directory, overwrite)
+    created = not os.path.isdir(directory)
     os.makedirs(directory, exist_ok=True)
     tmp = tempfile.mkdtemp(dir=directory, prefix=".partial-")
     try:
@@ -684,6 +685,8 @@ def save_pretrained(model, directory, results=None, config=None,
         _write_manifest(directory, {f: [h] for f, h in hashes.items()})
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+        if created and not os.listdir(directory):  # failed before writing
+            os.rmdir(directory)
     return directory
 
 

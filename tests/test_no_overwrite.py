@@ -217,3 +217,16 @@ def test_zoo_train_refuses_before_training(tmp_path, monkeypatch):
     with pytest.raises(ValueError, match="config.json.*did not write"):
         zoo.train("adadim-tiny-recipe", str(out))
     assert _snapshot(out) == before and not (out / "run").exists()
+
+
+def test_a_failed_save_leaves_no_new_directory(tmp_path, monkeypatch):
+    import keras
+
+    def broken_save(self, path, *args, **kwargs):
+        raise OSError("disk full")
+
+    encoder = small_cnn_encoder((8, 8, 1), width=4)
+    monkeypatch.setattr(keras.Model, "save", broken_save)
+    with pytest.raises(OSError, match="disk full"):
+        hub.save_pretrained(encoder, tmp_path / "new")
+    assert list(tmp_path.iterdir()) == []
