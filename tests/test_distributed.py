@@ -2,7 +2,9 @@
 batch: 4 devices with global batch B give the loss, gradients, probe and
 alpha of one device with batch B (JAX ``keras.distribution.DataParallel``,
 TensorFlow ``MirroredStrategy``), per-device statistics would be caught, and
-PyTorch refuses several devices with a clear error.
+PyTorch refuses several devices with a clear error. One step of each other
+method (BYOL, SimSiam, Barlow Twins, MoCo v3, NNCLR) gives the one-device
+loss, gradients and state (EMA teacher, NNCLR's queue in the same order).
 
 Device counts must be set before a backend initialises, so each backend runs
 in its own subprocess: this file is also the worker script
@@ -67,7 +69,8 @@ def _make_model(**kwargs):
             layers.Dense(16),
         ]
     )
-    kwargs.setdefault("gamma", GAMMA)
+    if "method" not in kwargs:  # AdaDim (a Method instance takes no gamma)
+        kwargs.setdefault("gamma", GAMMA)
     kwargs.setdefault("num_classes", 10)
     model = ka.AdaDimModel(encoder, projector, **kwargs)
     model.compile(optimizer=keras.optimizers.SGD(LR))
@@ -216,51 +219,155 @@ def _predictor():
 
 
 def _check_gather_packing(strategy):
-    """``gather_outputs`` on every key a forward pass can produce (momentum
-    branch, predictor, probe logits, labels): the gathered tensors equal the
-    replicas' slices concatenated in replica order."""
+    """``gather_rows`` on rows of every kind a method's forward pass and
+    target branch produce (online, predictor and teacher outputs ``r1t``..,
+    matrices and a rank-3 row, an integer row), the labels and the validity
+    flag: the gathered tensors equal the replicas' rows concatenated in
+    replica order, dtypes and trailing shapes kept; ``valid`` is "every
+    replica's batch was fine" (True, then False when replica 2 alone had a
+    bad batch)."""
     import numpy as np
     import tensorflow as tf
 
     from keras_adadim import distribute
 
     b, n = 3, strategy.num_replicas_in_sync
-    keys = ("r1", "r2", "z1", "z2", "p1", "p2", "r1m", "r2m", "z1m", "z2m")
+    keys = ("r1", "r2", "z1", "z2", "p1", "p2", "r1t", "r2t", "z1t", "z2t")
 
     def local(i):
         i = tf.cast(i, tf.float32)
-        rows = tf.range(2 * b, dtype=tf.float32)[:, None]
-        out = {k: tf.fill((b, 2 + j), 100.0 * i + j) + rows[:b]
+        rows = tf.range(b, dtype=tf.float32)[:, None]
+        out = {k: tf.fill((b, 2 + j), 100.0 * i + j) + rows
                for j, k in enumerate(keys)}
-        out["probe_logits"] = 100.0 * i + rows + tf.zeros((2 * b, 5))
-        out["valid"] = tf.constant(True)
+        out["crops"] = 100.0 * i + rows[:, :, None] + tf.zeros((b, 2, 3))
+        out["index"] = tf.cast(10 * i, tf.int32) + tf.range(b)
         return out, tf.cast(10 * i + tf.range(b, dtype=tf.float32), tf.int32)
 
     def step():
         ctx = tf.distribute.get_replica_context()
-        out, y = distribute.gather_outputs(*local(ctx.replica_id_in_sync_group))
-        return out, y
+        i = ctx.replica_id_in_sync_group
+        rows, y = local(i)
+        got_rows, got_y, ok = distribute.gather_rows(
+            rows, y, tf.constant(True))
+        _, _, one_bad = distribute.gather_rows(rows, y, tf.not_equal(i, 2))
+        return got_rows, got_y, ok, one_bad
 
-    got_out, got_y = strategy.run(tf.function(step))
-    got_out = {k: strategy.experimental_local_results(v)[0].numpy()
-               for k, v in got_out.items()}
-    got_y = strategy.experimental_local_results(got_y)[0].numpy()
+    got = strategy.run(tf.function(step))
+    got_rows, got_y, ok_valid, bad_valid = [
+        tf.nest.map_structure(
+            lambda v: strategy.experimental_local_results(v)[0].numpy(), g)
+        for g in got]
     parts = [local(i) for i in range(n)]
     ok = bool(np.array_equal(got_y, np.concatenate([p[1] for p in parts])))
-    for k in keys:
+    ok = ok and got_y.dtype == np.int32
+    ok = ok and set(got_rows) == set(parts[0][0])
+    for k, v in got_rows.items():
         want = np.concatenate([p[0][k].numpy() for p in parts])
-        ok = ok and np.array_equal(got_out[k], want)
-    logits = [p[0]["probe_logits"].numpy() for p in parts]
-    want = np.concatenate([q[:b] for q in logits] + [q[b:] for q in logits])
-    ok = ok and np.array_equal(got_out["probe_logits"], want)
-    return ok and bool(got_out["valid"])
+        ok = ok and v.dtype == want.dtype and np.array_equal(v, want)
+    return bool(ok and ok_valid and not bad_valid)
+
+
+# The methods of keras_adadim.methods besides AdaDim: ONE step each (tracing
+# a 4-replica step is the cost), single device vs 4 devices.
+NEW_METHODS = ("byol", "simsiam", "barlow_twins", "mocov3", "nnclr")
+QUEUE = 2 * B  # NNCLR's support set: the pushed global batch + older rows
+
+
+def _method_model(name):
+    """The tiny networks of ``_make_model`` trained by method ``name``
+    (predictor hidden width 32, NNCLR queue of 2 global batches)."""
+    import keras_adadim as ka
+
+    kwargs = {} if name == "barlow_twins" else {"predictor_hidden_dim": 32}
+    if name == "nnclr":
+        kwargs["queue_size"] = QUEUE
+    return _make_model(method=ka.methods.get_method(name, **kwargs))
+
+
+def _queue(model):
+    import keras
+
+    support = getattr(model.method, "support", None)
+    return None if support is None else keras.ops.convert_to_numpy(
+        support.queue)
+
+
+def _one_step(model, initial):
+    """Set the initial weights and fit ONE step on the first batch: logs,
+    trainable weights before and after, every weight after (teacher, BN
+    statistics, queue, probe) and NNCLR's queue before and after."""
+    import keras
+
+    model.set_weights(initial)
+    start, queue0 = _trainable(model), _queue(model)
+    t0, c0 = time.time(), time.process_time()
+    history = model.fit(_tf_dataset(), epochs=1, steps_per_epoch=1, verbose=0)
+    print(f"{model.method.name} 1 step: {time.time() - t0:.1f}s wall, "
+          f"{time.process_time() - c0:.1f}s CPU", file=sys.stderr)
+    return {
+        "logs": {k: float(v[-1]) for k, v in history.history.items()},
+        "start": start,
+        "after": _trainable(model),
+        "weights": [keras.ops.convert_to_numpy(w) for w in model.weights],
+        "queue0": queue0,
+        "queue": _queue(model),
+    }
+
+
+def _compare_step(single, multi):
+    """Max differences of every logged value, the gradients (from the SGD
+    step), every weight and NNCLR's queue after one step."""
+    import numpy as np
+
+    def max_diff(a, b):
+        return max(float(np.max(np.abs(np.asarray(u) - np.asarray(v))))
+                   for u, v in zip(a, b))
+
+    grads_s = [(w0 - w1) / LR for w0, w1 in zip(single["start"],
+                                                single["after"])]
+    grads_m = [(w0 - w1) / LR for w0, w1 in zip(multi["start"],
+                                                multi["after"])]
+    keys = sorted(set(single["logs"]) | set(multi["logs"]))
+    cmp = {
+        "first_step": {k: (single["logs"].get(k), multi["logs"].get(k))
+                       for k in keys},
+        "max_grad_diff": max_diff(grads_s, grads_m),
+        "max_grad": max(float(np.max(np.abs(g))) for g in grads_s),
+        "max_weight_diff": max_diff(single["weights"], multi["weights"]),
+        "weights": [len(single["weights"]), len(multi["weights"])],
+    }
+    if single["queue"] is not None:
+        q0, qs, qm = single["queue0"], single["queue"], multi["queue"]
+        cmp["queue_diff"] = float(np.max(np.abs(qs - qm)))
+        cmp["queue_max"] = float(np.max(np.abs(qs)))
+        # Row i of the 4-device queue is nearest to row i of the 1-device
+        # one: the same rows in the same order (float noise aside).
+        dist = np.sum(np.square(qm[:, None, :] - qs[None, :, :]), axis=-1)
+        cmp["queue_same_order"] = bool(
+            np.array_equal(np.argmin(dist, axis=1), np.arange(QUEUE)))
+        # On one device the step pushed exactly B new rows in front.
+        cmp["queue_pushed_global_batch"] = bool(
+            np.array_equal(qs[B:], q0[:QUEUE - B])
+            and np.all(np.any(qs[:B] != q0[:B], axis=1)))
+    return cmp
+
+
+def _methods_single():
+    """One step of each new method on one device: {name: (initial, run)}."""
+    out = {}
+    for name in NEW_METHODS:
+        model = _method_model(name)
+        weights = model.get_weights()
+        out[name] = (weights, _one_step(model, weights))
+    return out
 
 
 def worker_tensorflow():
     """MirroredStrategy over 4 logical CPUs vs no strategy. Tracing a
     4-replica step is what costs time here, so the end-to-end runs use the
-    plain model (10 steps; then one step with the all-gather off) and the
-    gathering of the momentum/predictor outputs is checked directly;
+    plain model (10 steps; then one step with the all-gather off), each
+    other method runs ONE step (Barlow Twins also with the all-gather off)
+    and the gathering of teacher/predictor outputs is checked directly;
     KERAS_ADADIM_SLOW_TESTS=1 adds a 2-step momentum + predictor run."""
     import tensorflow as tf
 
@@ -299,12 +406,28 @@ def worker_tensorflow():
         res["momentum"] = _compare(
             m_single, _train(model, _tf_dataset(), m_initial, steps=2))
 
+    # The new methods: one step each, single device vs 4 replicas.
+    res["methods"] = {}
+    singles = _methods_single()
+    for name, (m_initial, m_single) in singles.items():
+        with strategy.scope():
+            model = _method_model(name)
+        cmp = _compare_step(m_single, _one_step(model, m_initial))
+        cmp["replica_spread"] = _replica_spread_tf(model, strategy)
+        res["methods"][name] = cmp
+
     # The all-gather switched off: per-replica statistics, one step.
     distribute.set_global_batch_statistics(False)
     with strategy.scope():
         local_model = _make_model()
     local = _train(local_model, _tf_dataset(), initial, steps=1)
     res["without_gather"] = _compare(single, local)
+    # The same for a new method: Barlow Twins' cross-correlation per replica.
+    bt_initial, bt_single = singles["barlow_twins"]
+    with strategy.scope():
+        model = _method_model("barlow_twins")
+    res["barlow_twins_without_gather"] = _compare_step(
+        bt_single, _one_step(model, bt_initial))
     return res
 
 
@@ -316,12 +439,16 @@ def worker_jax():
     model = _make_model()
     initial = model.get_weights()
     single = _train(model, _tf_dataset(), initial)
+    singles = _methods_single()  # before the distribution is set
 
     devices = jax.devices()
     distribution = keras.distribution.DataParallel(devices=devices)
     keras.distribution.set_distribution(distribution)
     multi_model = _make_model()
     multi = _train(multi_model, _tf_dataset(), initial)
+    methods = {name: _compare_step(m_single, _one_step(_method_model(name),
+                                                       m_initial))
+               for name, (m_initial, m_single) in singles.items()}
     kernel = multi_model.encoder.weights[0].value
     data_layout = distribution.get_data_layout((B, 8, 8, 1)).backend_layout
     return {"jax": _compare(single, multi),
@@ -331,7 +458,7 @@ def worker_jax():
             "batch_shards": len(data_layout.addressable_devices_indices_map(
                 (B, 8, 8, 1))),
             "batch_shard_rows": data_layout.shard_shape((B, 8, 8, 1))[0],
-}
+            "methods": methods}
 
 
 def worker_torch():
@@ -556,8 +683,10 @@ if __name__ != "__main__":
 @pytest.fixture(scope="module")
 def results():
     """JAX and TF workers side by side (one per core), then two torch ranks.
-    About 130 s of CPU in all, 70-80 s on an idle 2-core machine; the
-    deadline is generous because the machine may be shared."""
+    About 140 s of CPU in all (70 s of it the five methods' one-step
+    checks, mostly tracing 4-replica TF steps and compiling JAX steps),
+    2-4 min on a 2-core machine; the deadline is generous because the
+    machine may be shared."""
     deadline = time.monotonic() + 900.0
     procs = {
         "jax": _launch("jax", XLA_FLAGS=(
@@ -643,6 +772,59 @@ def test_tensorflow_without_gather_fails_the_equality(results):
     assert cmp["max_grad_diff"] > 100 * GRAD_ATOL * max(1.0, cmp["max_grad"])
     with pytest.raises(AssertionError):
         _assert_matches(cmp)
+
+
+def _assert_step_matches(cmp):
+    """One step on 4 devices gives the one-device step: every logged value
+    (loss, terms, momentum, probe), the gradients and every weight after it
+    (online and teacher networks, BN statistics, NNCLR's queue, probe)."""
+    assert cmp["weights"][0] == cmp["weights"][1], cmp["weights"]
+    for key, (single, multi) in cmp["first_step"].items():
+        assert single is not None and multi is not None, (key, cmp)
+        assert abs(single - multi) <= LOSS_RTOL * max(1.0, abs(single)), (
+            key, single, multi)
+    assert cmp["max_grad"] > 1e-2, cmp  # the step did train
+    assert cmp["max_grad_diff"] <= GRAD_ATOL * max(1.0, cmp["max_grad"]), cmp
+    assert cmp["max_weight_diff"] <= 1e-5, cmp
+
+
+@pytest.mark.parametrize("backend", ["jax", "tensorflow"])
+@pytest.mark.parametrize("method", NEW_METHODS)
+def test_new_method_one_step_equals_single_device(results, backend, method):
+    """BYOL, SimSiam, Barlow Twins, MoCo v3, NNCLR: one training step under
+    JAX DataParallel / TF MirroredStrategy on 4 devices = one device."""
+    cmp = results[backend]["methods"][method]
+    assert {"loss", method, "probe_loss"} <= set(cmp["first_step"]), cmp
+    _assert_step_matches(cmp)
+    if backend == "tensorflow":
+        # Replicas hold identical teachers, queues, BN statistics.
+        assert cmp["replica_spread"] == 0.0, cmp
+
+
+@pytest.mark.parametrize("backend", ["jax", "tensorflow"])
+def test_nnclr_queue_holds_the_global_batch_in_order(results, backend):
+    """After one step NNCLR's support set holds the B rows of the global
+    batch in front (not a replica's B / 4), in the one-device order."""
+    cmp = results[backend]["methods"]["nnclr"]
+    assert cmp["queue_pushed_global_batch"], cmp  # one device: B rows in
+    assert cmp["queue_same_order"], cmp
+    # Values: float32 noise only (TF's synchronised batch norm takes the
+    # global moments from all-reduced sums: ~1e-6 relative on the
+    # embeddings), the weight tolerance of the tests above; a misplaced row
+    # would differ by O(queue_max).
+    assert cmp["queue_diff"] <= 1e-5 * max(1.0, cmp["queue_max"]), cmp
+
+
+def test_tensorflow_per_replica_barlow_twins_fails_the_equality(results):
+    """Barlow Twins with the all-gather switched off (cross-correlation of
+    each replica's 8 rows) gives another first-step loss and gradients: the
+    equality test above would catch a per-replica statistic."""
+    cmp = results["tensorflow"]["barlow_twins_without_gather"]
+    single, local = cmp["first_step"]["loss"]
+    assert abs(single - local) > 100 * LOSS_RTOL * max(1.0, abs(single)), cmp
+    assert cmp["max_grad_diff"] > 100 * GRAD_ATOL * max(1.0, cmp["max_grad"])
+    with pytest.raises(AssertionError):
+        _assert_step_matches(cmp)
 
 
 def test_torch_refuses_several_devices(results):

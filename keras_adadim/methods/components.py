@@ -124,9 +124,12 @@ class FeatureQueue(keras.layers.Layer):
         """Enqueue ``rows`` (b, F); ``keep`` False (a skipped batch) leaves
         the queue as it was."""
         rows = ops.stop_gradient(ops.cast(rows, "float32"))
-        n = min(int(rows.shape[0]), self.size)
         old = ops.convert_to_tensor(self.queue)
-        new = ops.concatenate([rows[:n], old[: self.size - n]], axis=0)
+        # The batch size may be unknown while tracing (TF: a dataset without
+        # `drop_remainder`, or rows all-gathered over replicas), so cut the
+        # newest `size` rows dynamically and restore the static shape.
+        new = ops.concatenate([rows, old], axis=0)[: self.size]
+        new = ops.reshape(new, tuple(self.queue.shape))
         self.queue.assign(ops.where(keep, new, old))
 
     def get_config(self):
