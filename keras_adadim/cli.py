@@ -322,6 +322,25 @@ _SEED = _int_type(0, 2**32 - 1)  # NumPy seeds are 32-bit
 
 
 # flag -> (config key, type, help). Unset flags keep the preset's value.
+def _method_names():
+    from keras_adadim import presets  # data only: no Keras import
+
+    return presets.method_names()
+
+
+def _method_arg(value):
+    import difflib
+
+    names = _method_names()
+    if value not in names:
+        close = difflib.get_close_matches(value, names, n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        raise argparse.ArgumentTypeError(
+            f"unknown method {value!r}{hint}; choose one of "
+            f"{', '.join(names)}")
+    return value
+
+
 _PRETRAIN_FLAGS = [
     ("--data-dir", "data_dir", _TEXT,
      "tensorflow-datasets data_dir (prepared data / manual downloads)"),
@@ -338,8 +357,8 @@ _PRETRAIN_FLAGS = [
      "ResNet/ViT width"),
     ("--width", "width", _POSITIVE_INT, "small_cnn width"),
     ("--stem", "stem", _TEXT, "auto, cifar or imagenet (ResNet)"),
-    ("--method", "method", str,
-     "adadim, simclr, vicreg, simclr+lambda, vicreg+lambda"),
+    ("--method", "method", _method_arg,
+     "the self-supervised method: " + ", ".join(_method_names())),
     ("--projector", "projector", _TEXT,
      "small, baseline, expanded, simclr"),
     ("--projector-dim", "projector_dim", _POSITIVE_INT,
@@ -347,7 +366,13 @@ _PRETRAIN_FLAGS = [
     ("--projector-hidden-dim", "projector_hidden_dim", _POSITIVE_INT,
      "projector hidden size"),
     ("--momentum-encoder", "momentum_encoder", _float_type(0, 1),
-     "EMA momentum of a momentum encoder (e.g. 0.996)"),
+     "EMA momentum of a momentum encoder (e.g. 0.996); BYOL / MoCo v3: "
+     "the teacher's base momentum"),
+    ("--predictor-hidden-dim", "predictor_hidden_dim", _POSITIVE_INT,
+     "hidden width of the predictor (BYOL, SimSiam, MoCo v3, NNCLR, "
+     "AdaDim's --predictor)"),
+    ("--queue-size", "queue_size", _POSITIVE_INT,
+     "NNCLR's support set (rows)"),
     ("--temperature", "temperature", _POSITIVE_FLOAT, "InfoNCE temperature"),
     ("--gamma", "gamma", _float_type(0, 1, high_open=True),
      "beta = gamma * alpha (0: no L_mut)"),

@@ -196,24 +196,29 @@ def build_model(config, num_classes=None, image_shape=None):
             hidden_dim=int(config["projector_hidden_dim"]),
             output_dim=int(config["projector_dim"]),
         )
-    predictor = None
-    if config["predictor"]:
-        predictor = heads.predictor(output_dim=int(config["projector_dim"]))
-    kwargs = {}
-    if config["method"] == "adadim":
-        kwargs.update(alpha=config["alpha"], gamma=float(config["gamma"]))
+    from keras_adadim import methods
+
+    args = presets_lib.method_arguments(config)
+    if config["predictor"] and "predictor" in \
+            presets_lib.METHODS[config["method"]]["uses"]:
+        # AdaDim's optional predictor (methods with one build their own).
+        hidden = config["predictor_hidden_dim"]
+        args["predictor"] = heads.predictor(
+            output_dim=int(config["projector_dim"]),
+            **({} if hidden is None else {"hidden_dim": int(hidden)}))
     model = AdaDimModel(
         encoder,
         projector,
-        method=config["method"],
-        temperature=float(config["temperature"]),
-        momentum=config["momentum_encoder"],
-        predictor=predictor,
+        method=methods.get_method(config["method"], **args),
         num_classes=num_classes if config["online_probe"] else None,
         probe_learning_rate=float(config["probe_learning_rate"]),
-        **kwargs,
     )
     return model
+
+
+def _method_label(method):
+    """'BYOL' for byol: the registry's reference without its citation."""
+    return presets_lib.METHODS[method]["reference"].split(" (")[0]
 
 
 def build_optimizer(config, steps_per_epoch):
@@ -518,7 +523,6 @@ def _pretrain_locked(config, directory, resume, verbose, callbacks, log):
     first = next(iter(stream(0).take(1)))
     model(tuple(np.asarray(v) for v in first[0]))
     model.optimizer.build(model.trainable_variables)
-    model.total_steps = epochs * spe
 
     # ---- callbacks and resume
     history_rows = []
@@ -602,7 +606,7 @@ def _pretrain_locked(config, directory, resume, verbose, callbacks, log):
         *callbacks,
     ]
     log(
-        f"AdaDim pre-training: {config['dataset']} ({train.num_examples} "
+        f"{_method_label(config['method'])} pre-training: {config['dataset']} ({train.num_examples} "
         f"images, {image_size}x{image_size}x{channels}), {config['backbone']}"
         f", method {config['method']}, preset {config['preset']}, "
         f"{epochs} epochs x {spe} steps of batch {batch_size}, backend "
@@ -618,14 +622,14 @@ def _pretrain_locked(config, directory, resume, verbose, callbacks, log):
                 stream(start_epoch, start_step),
                 initial_epoch=start_epoch, epochs=start_epoch + 1,
                 steps_per_epoch=spe - start_step, callbacks=cbs,
-                verbose=verbose,
+                verbose=verbose, planned_steps=epochs * spe,
             )
             start_epoch += 1
         if start_epoch < epochs:
             model.fit(
                 stream(start_epoch), initial_epoch=start_epoch,
                 epochs=epochs, steps_per_epoch=spe, callbacks=cbs,
-                verbose=verbose,
+                verbose=verbose, planned_steps=epochs * spe,
             )
     train_seconds = time.time() - started
 

@@ -83,6 +83,11 @@ def test_method_trains_with_complete_history(trained, name):
     for key in expected:
         assert np.all(np.isfinite(history[key])), (key, history[key])
     assert history["loss"][-1] < history["loss"][0], history["loss"]
+    # Unique variable paths: PyTorch tracks parameters by path, and a
+    # duplicate (a teacher copy named like the online network) hides the
+    # online weights from zero_grad.
+    paths = [v.path for v in model.weights]
+    assert len(set(paths)) == len(paths)
     # RepresentationMonitor measured H(R), I(R; Z), ER and uniformity.
     for key in ("r_entropy", "mutual_information", "r_effective_rank",
                 "z_uniformity"):

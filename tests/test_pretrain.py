@@ -253,3 +253,62 @@ def test_zoo_train_runs_a_pretrain_recipe(tmp_path, monkeypatch):
     x = np.random.default_rng(0).random((4, 8, 8, 1), dtype="float32")
     np.testing.assert_allclose(encoder.predict(x, verbose=0),
                                run_encoder.predict(x, verbose=0), atol=1e-6)
+
+
+# ------------------------------------------------------- every method's run
+NEW_METHODS = ("byol", "simsiam", "barlow_twins", "mocov3", "nnclr")
+_METHOD_FLAGS = ["--epochs", "2", "--batch-size", "128", "--width", "8",
+                 "--projector-hidden-dim", "32", "--projector-dim", "16",
+                 "--monitor-every", "1",
+                 "--monitor-samples", "128", "--eval", "knn",
+                 "--checkpoint-every", "4", "--seed", "0"]
+
+
+@pytest.mark.skipif(keras.backend.backend() != "tensorflow",
+                    reason="the runner's code path is the same on every "
+                    "backend (test_methods.py trains each method on all "
+                    "three); one end-to-end run per method, in the TF pass")
+@pytest.mark.parametrize("method", NEW_METHODS)
+def test_pretrain_cli_runs_every_method(method, tmp_path, capsys):
+    """`adadim pretrain --method M` on digits: run directory, history with
+    the method's terms and the monitor's statistics, kNN evaluation; for
+    NNCLR a killed run resumes to the uninterrupted run's weights and queue
+    (teacher state is restored like any weight: test_methods.py)."""
+    flags = ["pretrain", "--method", method, *_METHOD_FLAGS]
+    if method != "barlow_twins":  # the others have a predictor
+        flags += ["--predictor-hidden-dim", "32"]
+    if method == "nnclr":
+        flags += ["--queue-size", "64"]
+    full = str(tmp_path / "full")
+    assert cli.main([*flags, "--output", full, "--verbose", "0"]) == 0
+    config = json.load(open(os.path.join(full, "config.json")))
+    assert config["method"] == method
+    history = json.load(open(os.path.join(full, "history.json")))
+    from keras_adadim import presets
+    from keras_adadim.methods import method_class
+
+    terms = method_class(method).term_names
+    for key in ("loss", *terms, "r_entropy", "mutual_information",
+                "r_effective_rank", "probe_accuracy"):
+        assert all(np.isfinite(row[key]) for row in history), key
+    results = json.load(open(os.path.join(full, "results.json")))
+    knn = results["evaluation"]["AdaDim encoder"]["all_labels"]["knn_top1"]
+    assert knn > 0.5, results["evaluation"]
+    assert presets.METHODS[method]["reference"]
+    if method != "nnclr":  # one kill/resume: the queue (order and content)
+        return
+    killed = str(tmp_path / "killed")
+    with pytest.raises(KeyboardInterrupt):
+        config = cli.pretrain_config(
+            cli.build_parser().parse_args([*flags, "--output", killed]))
+        training.pretrain(config, output=killed, verbose=0,
+                          log=lambda *a: None, callbacks=[_Crash(14)])
+    assert cli.main([*flags, "--output", killed, "--verbose", "0"]) == 0
+    w_full, m_full = _weights(full)
+    w_res, m_res = _weights(killed)
+    for a, b in zip(w_full, w_res):
+        np.testing.assert_allclose(a, b, rtol=1e-3, atol=1e-4)
+    # The method's state (in the weights compared above) by name, too.
+    state = [m.method.support.queue for m in (m_full, m_res)]
+    np.testing.assert_allclose(*(np.asarray(s) for s in state),
+                               rtol=1e-3, atol=1e-4)

@@ -54,8 +54,13 @@ class EMATeacher(keras.layers.Layer):
         self.encoder = self.projector = None
 
     def setup(self, encoder, projector):
-        self.encoder = frozen_copy(encoder)
-        self.projector = frozen_copy(projector)
+        # Under the teacher's own name scope, so the copies' variable paths
+        # differ from the online networks' (PyTorch tracks parameters by
+        # path: equal paths would hide the online weights' gradients from
+        # `zero_grad`).
+        with keras.name_scope(self.name):
+            self.encoder = frozen_copy(encoder)
+            self.projector = frozen_copy(projector)
 
     def momentum(self, progress):
         return cosine_momentum(self.base_momentum, self.final_momentum, progress)
@@ -66,7 +71,8 @@ class EMATeacher(keras.layers.Layer):
         for net, shape in ((self.encoder, image_shape),
                            (self.projector, representation_shape)):
             if not net.built:
-                net.build(shape)
+                with keras.name_scope(self.name):
+                    net.build(shape)
 
     def update(self, encoder, projector, progress):
         tau = self.momentum(progress)

@@ -497,17 +497,26 @@ class AdaDimModel(keras.Model):
     @classmethod
     def from_config(cls, config):
         config = dict(config)
-        de = keras.saving.deserialize_keras_object
+
+        def de(key, value):
+            # Networks saved with their build shapes are built as they are
+            # deserialised; a name scope per network keeps their variable
+            # paths unique (PyTorch tracks parameters by path, and a
+            # projector's and a predictor's "dense0/kernel" would collide).
+            with keras.name_scope(config.get("name") or "model"):
+                with keras.name_scope(key):
+                    return keras.saving.deserialize_keras_object(value)
+
         for key in ("encoder", "projector", "predictor"):
             if config.get(key) is not None:
-                config[key] = de(config[key])
+                config[key] = de(key, config[key])
         if isinstance(config.get("method"), dict):
-            config["method"] = de(config["method"])
+            config["method"] = de("method", config["method"])
         aug = config.get("augmentation")
         if isinstance(aug, list):
-            config["augmentation"] = [de(a) for a in aug]
+            config["augmentation"] = [de("augmentation", a) for a in aug]
         elif aug is not None:
-            config["augmentation"] = de(aug)
+            config["augmentation"] = de("augmentation", aug)
         return cls(**config)
 
 
