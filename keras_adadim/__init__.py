@@ -31,8 +31,8 @@ _EXPORTS = {
 
 # Modules whose import registers serialisable classes with Keras; imported
 # together with any heavy name so that `keras.saving.load_model` finds them.
-_REGISTERING = ("keras_adadim.losses", "keras_adadim.models",
-                "keras_adadim.optimizers")
+_REGISTERING = ("keras_adadim.losses", "keras_adadim.methods",
+                "keras_adadim.models", "keras_adadim.optimizers")
 
 # presets and zoo are plain Python (no Keras); they need no registration.
 _LIGHT = ("presets", "zoo")
@@ -70,3 +70,9 @@ def __getattr__(name):
 
 def __dir__():
     return sorted({*globals(), *__all__})
+
+
+# Keras already loaded (``import keras`` came first): registering now costs
+# no start-up time, and a plain ``keras.saving.load_model`` then works.
+if "keras" in __import__("sys").modules:
+    register_serializables()
