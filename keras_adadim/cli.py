@@ -15,9 +15,10 @@ listed in ``COMMANDS``. Handlers return an exit status; ``ValueError`` and
 """
 
 import argparse
-import math
 import os
 import sys
+
+from keras_adadim import config_checks
 
 
 # --------------------------------------------------------------------- zoo
@@ -216,93 +217,22 @@ def _quiet_tensorflow(args=None, needs_tensorflow=True):
             pass
 
 
-def _alpha_arg(value):
-    if value in ("adaptive", "cosine", "linear"):
-        return value
-    try:
-        alpha = float(value)
-    except ValueError:
-        alpha = None
-    if alpha is None or not 0.0 <= alpha <= 1.0:  # NaN fails too
-        raise argparse.ArgumentTypeError(
-            "must be 'adaptive', 'cosine', 'linear' or a number in [0, 1]; "
-            f"got {value!r}"
-        )
-    return alpha
-
-
 # Range-checked argparse types: a bad value is refused while the command
 # line is parsed (argparse prefixes "argument --flag:"), never after hours
-# of training. Each message says what the flag accepts.
-def _int_type(low, high=None):
-    span = f">= {low}" if high is None else f"in {low}..{high}"
+# of training. The rules are the library's own (config_checks.RULES, which
+# `presets.resolve` / `training.pretrain` apply to Python callers), so the
+# command line and the API cannot drift apart.
+def _setting(key):
+    """The argparse type of the flag that sets configuration ``key``."""
+    rule = config_checks.RULES[key]
 
     def parse(value):
         try:
-            number = int(value)
-        except ValueError:
-            number = None
-        if number is None or number < low or (high is not None and
-                                              number > high):
-            raise argparse.ArgumentTypeError(
-                f"must be an integer {span}; got {value!r}")
-        return number
+            return config_checks.parse_text(key, value)
+        except config_checks.SettingError as e:
+            raise argparse.ArgumentTypeError(str(e)) from None
 
-    parse.__name__ = f"int {span}"
-    return parse
-
-
-def _float_type(low=None, high=None, low_open=False, high_open=False):
-    parts = []
-    if low is not None:
-        parts.append(f"{'>' if low_open else '>='} {low}")
-    if high is not None:
-        parts.append(f"{'<' if high_open else '<='} {high}")
-    span = " and ".join(parts)
-
-    def parse(value):
-        try:
-            number = float(value)
-        except ValueError:
-            number = None
-        ok = number is not None and math.isfinite(number)
-        if ok and low is not None:
-            ok = number > low if low_open else number >= low
-        if ok and high is not None:
-            ok = number < high if high_open else number <= high
-        if not ok:
-            raise argparse.ArgumentTypeError(
-                f"must be a finite number {span}; got {value!r}")
-        return number
-
-    parse.__name__ = f"number {span}"
-    return parse
-
-
-def _int_choice(*choices):
-    def parse(value):
-        try:
-            number = int(value)
-        except ValueError:
-            number = None
-        if number not in choices:
-            raise argparse.ArgumentTypeError(
-                f"must be one of {', '.join(map(str, choices))}; "
-                f"got {value!r}")
-        return number
-
-    parse.__name__ = "one of " + ", ".join(map(str, choices))
-    return parse
-
-
-def _choice_type(*choices):
-    def parse(value):
-        if value not in choices:
-            raise argparse.ArgumentTypeError(
-                f"must be one of {', '.join(choices)}; got {value!r}")
-        return value
-
-    parse.__name__ = "one of " + ", ".join(choices)
+    parse.__name__ = config_checks.describe(rule)
     return parse
 
 
@@ -314,11 +244,10 @@ def _text(value):
 
 _TEXT = _text
 _TEXT.__name__ = "non-empty text"
-_POSITIVE_INT = _int_type(1)
-_NON_NEGATIVE_INT = _int_type(0)
-_POSITIVE_FLOAT = _float_type(0, low_open=True)
-_NON_NEGATIVE_FLOAT = _float_type(0)
-_SEED = _int_type(0, 2**32 - 1)  # NumPy seeds are 32-bit
+
+
+def _names(key):
+    return ", ".join(config_checks.RULES[key].choices)
 
 
 # flag -> (config key, type, help). Unset flags keep the preset's value.
@@ -342,74 +271,82 @@ def _method_arg(value):
 
 
 _PRETRAIN_FLAGS = [
-    ("--data-dir", "data_dir", _TEXT,
+    ("--data-dir", "data_dir", _setting("data_dir"),
      "tensorflow-datasets data_dir (prepared data / manual downloads)"),
-    ("--train-split", "train_split", _TEXT, "split to pre-train on"),
-    ("--test-split", "test_split", _TEXT,
+    ("--train-split", "train_split", _setting("train_split"),
+     "split to pre-train on"),
+    ("--test-split", "test_split", _setting("test_split"),
      "split to evaluate and monitor on"),
-    ("--image-size", "image_size", _int_type(2),
+    ("--image-size", "image_size", _setting("image_size"),
      "crop size of the views (px)"),
-    ("--channels", "channels", _int_choice(1, 3),
+    ("--channels", "channels", _setting("channels"),
      "1 or 3: convert the images"),
-    ("--backbone", "backbone", _TEXT,
-     "small_cnn, resnet18, resnet34, resnet50, vit_tiny, vit_small"),
-    ("--width-multiplier", "width_multiplier", _POSITIVE_FLOAT,
+    ("--backbone", "backbone", _setting("backbone"), _names("backbone")),
+    ("--width-multiplier", "width_multiplier", _setting("width_multiplier"),
      "ResNet/ViT width"),
-    ("--width", "width", _POSITIVE_INT, "small_cnn width"),
-    ("--stem", "stem", _TEXT, "auto, cifar or imagenet (ResNet)"),
+    ("--width", "width", _setting("width"), "small_cnn width"),
+    ("--stem", "stem", _setting("stem"),
+     _names("stem") + " (ResNet)"),
     ("--method", "method", _method_arg,
      "the self-supervised method: " + ", ".join(_method_names())),
-    ("--projector", "projector", _TEXT,
-     "small, baseline, expanded, simclr"),
-    ("--projector-dim", "projector_dim", _POSITIVE_INT,
+    ("--projector", "projector", _setting("projector"),
+     _names("projector")),
+    ("--projector-dim", "projector_dim", _setting("projector_dim"),
      "projector output size"),
-    ("--projector-hidden-dim", "projector_hidden_dim", _POSITIVE_INT,
-     "projector hidden size"),
-    ("--momentum-encoder", "momentum_encoder", _float_type(0, 1),
+    ("--projector-hidden-dim", "projector_hidden_dim",
+     _setting("projector_hidden_dim"), "projector hidden size"),
+    ("--momentum-encoder", "momentum_encoder", _setting("momentum_encoder"),
      "EMA momentum of a momentum encoder (e.g. 0.996); BYOL / MoCo v3: "
      "the teacher's base momentum"),
-    ("--predictor-hidden-dim", "predictor_hidden_dim", _POSITIVE_INT,
+    ("--predictor-hidden-dim", "predictor_hidden_dim",
+     _setting("predictor_hidden_dim"),
      "hidden width of the predictor (BYOL, SimSiam, MoCo v3, NNCLR, "
      "AdaDim's --predictor)"),
-    ("--queue-size", "queue_size", _POSITIVE_INT,
+    ("--queue-size", "queue_size", _setting("queue_size"),
      "NNCLR's support set (rows)"),
-    ("--temperature", "temperature", _POSITIVE_FLOAT, "InfoNCE temperature"),
-    ("--gamma", "gamma", _float_type(0, 1, high_open=True),
+    ("--temperature", "temperature", _setting("temperature"),
+     "InfoNCE temperature"),
+    ("--gamma", "gamma", _setting("gamma"),
      "beta = gamma * alpha (0: no L_mut)"),
-    ("--alpha", "alpha", _alpha_arg,
+    ("--alpha", "alpha", _setting("alpha"),
      "adaptive (effective rank), cosine, linear or a fixed number"),
-    ("--alpha-every", "alpha_every", _POSITIVE_INT,
+    ("--alpha-every", "alpha_every", _setting("alpha_every"),
      "epochs between alpha updates"),
-    ("--alpha-batches", "alpha_batches", _POSITIVE_INT,
+    ("--alpha-batches", "alpha_batches", _setting("alpha_batches"),
      "batches per alpha update"),
-    ("--augmentation", "augmentation", _TEXT,
-     "auto, asymmetric, symmetric, ressl, digits"),
-    ("--epochs", "epochs", _POSITIVE_INT, "training epochs"),
-    ("--batch-size", "batch_size", _int_type(2), "images per view per step"),
-    ("--optimizer", "optimizer", _TEXT, "lars, sgd or adamw"),
-    ("--learning-rate", "learning_rate", _POSITIVE_FLOAT,
+    ("--augmentation", "augmentation", _setting("augmentation"),
+     _names("augmentation")),
+    ("--epochs", "epochs", _setting("epochs"), "training epochs"),
+    ("--batch-size", "batch_size", _setting("batch_size"),
+     "images per view per step"),
+    ("--optimizer", "optimizer", _setting("optimizer"),
+     _names("optimizer")),
+    ("--learning-rate", "learning_rate", _setting("learning_rate"),
      "base learning rate (x batch/256 when the preset scales it)"),
-    ("--weight-decay", "weight_decay", _NON_NEGATIVE_FLOAT, "weight decay"),
-    ("--warmup-epochs", "warmup_epochs", _NON_NEGATIVE_INT,
+    ("--weight-decay", "weight_decay", _setting("weight_decay"),
+     "weight decay"),
+    ("--warmup-epochs", "warmup_epochs", _setting("warmup_epochs"),
      "linear warm-up epochs"),
-    ("--schedule", "schedule", _TEXT,
+    ("--schedule", "schedule", _setting("schedule"),
      "cosine (with warm-up) or constant"),
-    ("--probe-learning-rate", "probe_learning_rate", _POSITIVE_FLOAT,
-     "online linear probe's learning rate"),
-    ("--monitor-every", "monitor_every", _NON_NEGATIVE_INT,
+    ("--probe-learning-rate", "probe_learning_rate",
+     _setting("probe_learning_rate"), "online linear probe's learning rate"),
+    ("--monitor-every", "monitor_every", _setting("monitor_every"),
      "epochs between H(R) / I(R; Z) measurements (0: off)"),
-    ("--monitor-samples", "monitor_samples", _int_type(2),
+    ("--monitor-samples", "monitor_samples", _setting("monitor_samples"),
      "held-out images the monitor uses"),
-    ("--eval", "eval", _choice_type("none", "linear", "knn", "all"),
-     "none, linear, knn or all"),
-    ("--probe-epochs", "probe_epochs", _POSITIVE_INT,
+    ("--eval", "eval", _setting("eval"), _names("eval")),
+    ("--probe-epochs", "probe_epochs", _setting("probe_epochs"),
      "offline linear-probe epochs"),
-    ("--few-labels", "few_labels", _NON_NEGATIVE_INT,
+    ("--few-labels", "few_labels", _setting("few_labels"),
      "labels per class of the few-label probe (0: off)"),
-    ("--knn-k", "knn_k", _POSITIVE_INT, "neighbours of the kNN evaluation"),
-    ("--checkpoint-every", "checkpoint_every_steps", _NON_NEGATIVE_INT,
+    ("--knn-k", "knn_k", _setting("knn_k"),
+     "neighbours of the kNN evaluation"),
+    ("--checkpoint-every", "checkpoint_every_steps",
+     _setting("checkpoint_every_steps"),
      "steps between mid-epoch checkpoints (0: epoch ends only)"),
-    ("--seed", "seed", _SEED, "seed of data order, augmentation and init"),
+    ("--seed", "seed", _setting("seed"),
+     "seed of data order, augmentation and init"),
 ]
 
 
@@ -529,12 +466,13 @@ def add_evaluate_parser(subparsers):
     p.add_argument("--dataset", type=_TEXT,
                    help="default: the run's dataset")
     p.add_argument("--data-dir", type=_TEXT)
-    p.add_argument("--image-size", type=_int_type(2))
+    p.add_argument("--image-size", type=_setting("image_size"))
     p.add_argument("--eval", default="all", choices=("linear", "knn", "all"))
-    p.add_argument("--few-labels", type=_NON_NEGATIVE_INT, default=10)
-    p.add_argument("--probe-epochs", type=_POSITIVE_INT, default=100)
-    p.add_argument("--knn-k", type=_POSITIVE_INT, default=20)
-    p.add_argument("--seed", type=_SEED, default=0)
+    p.add_argument("--few-labels", type=_setting("few_labels"), default=10)
+    p.add_argument("--probe-epochs", type=_setting("probe_epochs"),
+                   default=100)
+    p.add_argument("--knn-k", type=_setting("knn_k"), default=20)
+    p.add_argument("--seed", type=_setting("seed"), default=0)
     p.add_argument("--output", type=_TEXT,
                    help="write evaluation.json here (default: "
                    "the run directory, if the source is one)")

@@ -29,6 +29,8 @@ then the caller's overrides (command-line flags), which always win.
 import copy
 import difflib
 
+from keras_adadim import config_checks
+
 # Every key a run configuration has, with the digits defaults. Presets and
 # Table 9 rows override some; command-line flags override any.
 DEFAULTS = {
@@ -417,7 +419,18 @@ def resolve(preset=None, dataset=None, table9=None, **overrides):
     config.update(given)
     config["dataset"] = str(dataset)
     config["preset"] = preset
-    return config
+    return validate(config)
+
+
+def validate(config):
+    """Check a full configuration before any work: the method's name and
+    every setting's type and range (``config_checks.RULES``, the rules the
+    command line's flags use). Raises a ``ValueError`` naming each bad
+    setting and the fix; returns the configuration (integral floats such
+    as ``epochs=2.0`` as ints)."""
+    if "method" in config:
+        check_method_name(config["method"])
+    return config_checks.validate(config)
 
 
 def table9_rows():
@@ -425,4 +438,5 @@ def table9_rows():
     return sorted(DATASET_SETTINGS)
 
 
-__all__ = ["DATASET_SETTINGS", "DEFAULTS", "PRESETS", "resolve", "table9_rows"]
+__all__ = ["DATASET_SETTINGS", "DEFAULTS", "PRESETS", "resolve", "table9_rows",
+           "validate"]

@@ -418,7 +418,9 @@ def pretrain(config=None, output=None, resume=True, verbose=1,
     elif overrides:
         config = {**config, **{k: v for k, v in overrides.items()
                                if v is not None}}
-    config = dict(config)
+    # Every setting checked before any data is loaded or model built (the
+    # rules of the command line's flags, config_checks.RULES).
+    config = presets_lib.validate(dict(config))
     if output is None:
         output = os.path.join(
             "runs",
