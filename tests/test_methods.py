@@ -102,6 +102,15 @@ def test_teacher_and_queue_are_updated_by_training(trained, views):
     t = np_(byol.method.teacher.encoder.weights[0])
     o = np_(byol.encoder.weights[0])
     assert not np.allclose(t, o)
+    # The optimizer never sees the teacher; in training the teacher's batch
+    # norm uses batch statistics and keeps its own moving statistics (as in
+    # BYOL and solo-learn: inference-mode batch norm lets BYOL collapse).
+    optimized = {id(v) for v in byol.trainable_weights}
+    assert not any(id(v) in optimized for v in byol.method.teacher.weights)
+    # Adam: iterations, learning rate, and two slots per optimised weight.
+    assert len(byol.optimizer.variables) == 2 * len(byol.trainable_weights) + 2
+    bn = [v for v in byol.method.teacher.encoder.weights if "moving_mean" in v.path]
+    assert bn and not np.allclose(np_(bn[0]), 0.0)
     nnclr, _ = trained["nnclr"]
     queue = np_(nnclr.method.support.queue)
     with keras.StatelessScope():

@@ -92,6 +92,14 @@ class Method(keras.layers.Layer):
     def build(self, input_shape=None):
         self.built = True
 
+    def frozen_variables(self):
+        """Variables the optimizer must not train although batch norm must
+        treat their layers as trainable: an EMA teacher's."""
+        from keras_adadim.methods.components import EMATeacher
+
+        return [v for layer in self._flatten_layers()
+                if isinstance(layer, EMATeacher) for v in layer.variables]
+
 
 def embedding_dim(encoder, projector):
     """The projector's output size, from the networks' static shapes

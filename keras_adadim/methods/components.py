@@ -17,25 +17,23 @@ def cosine_momentum(base, final, progress):
     return final - (final - base) * cosine
 
 
-def frozen_copy(network):
-    """A clone of ``network`` (same architecture, fresh weights) that the
-    optimizer does not train."""
-    copy = keras.models.clone_model(network)
-    copy.trainable = False
-    return copy
 
 
 @keras.saving.register_keras_serializable(package="keras_adadim")
 class EMATeacher(keras.layers.Layer):
     """A momentum (EMA) copy of encoder -> projector.
 
-    ``setup(encoder, projector)`` makes frozen copies; ``update(encoder,
-    projector, progress)`` moves every float weight (normalisation statistics
-    included) towards the online one, ``t <- tau t + (1 - tau) o``, with tau
-    on the cosine schedule :func:`cosine_momentum`; calling the teacher gives
-    stop-gradient ``(r, z)``. The copies run their batch-norm layers in
-    inference mode (they are frozen), as the momentum encoders of MoCo and
-    BYOL implementations that update statistics by EMA do.
+    ``setup(encoder, projector)`` makes copies; ``update(encoder, projector,
+    progress)`` moves each trainable weight towards the online one,
+    ``t <- tau t + (1 - tau) o``, with tau on the cosine schedule
+    :func:`cosine_momentum`; calling the teacher gives stop-gradient
+    ``(r, z)``. As in BYOL, MoCo v3 and solo-learn, the teacher runs in
+    training mode during training: its batch-norm layers normalise with
+    batch statistics and keep their own moving statistics (which the EMA
+    does not touch); inference-mode batch norm in the teacher lets BYOL
+    collapse. The copies' weights are "trainable" for batch norm's sake,
+    but the model excludes them from the optimizer
+    (``Method.frozen_variables``).
 
     Args:
         base_momentum: tau at the start of training (BYOL/MoCo v3 on
@@ -59,8 +57,8 @@ class EMATeacher(keras.layers.Layer):
         # path: equal paths would hide the online weights' gradients from
         # `zero_grad`).
         with keras.name_scope(self.name):
-            self.encoder = frozen_copy(encoder)
-            self.projector = frozen_copy(projector)
+            self.encoder = keras.models.clone_model(encoder)
+            self.projector = keras.models.clone_model(projector)
 
     def momentum(self, progress):
         return cosine_momentum(self.base_momentum, self.final_momentum, progress)
@@ -78,9 +76,8 @@ class EMATeacher(keras.layers.Layer):
         tau = self.momentum(progress)
         for online_net, target_net in ((encoder, self.encoder),
                                        (projector, self.projector)):
-            for online, target in zip(online_net.weights, target_net.weights):
-                if "float" not in keras.backend.standardize_dtype(target.dtype):
-                    continue
+            for online, target in zip(online_net.trainable_weights,
+                                      target_net.trainable_weights):
                 new = tau * target + (1.0 - tau) * ops.cast(online, target.dtype)
                 target.assign(ops.stop_gradient(new))
         return tau

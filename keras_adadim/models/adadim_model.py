@@ -198,6 +198,35 @@ class AdaDimModel(keras.Model):
     def metrics(self):
         return [*super().metrics, *self._trackers.values()]
 
+    # An EMA teacher's weights are "trainable" (so its batch norm uses batch
+    # statistics in training) but are moved by the EMA, never the optimizer.
+    def _frozen(self):
+        return {id(v) for v in self.method.frozen_variables()}
+
+    @property
+    def trainable_weights(self):
+        frozen = self._frozen()
+        return [v for v in super().trainable_weights if id(v) not in frozen]
+
+    @property
+    def trainable_variables(self):
+        frozen = self._frozen()
+        return [v for v in super().trainable_variables if id(v) not in frozen]
+
+    @property
+    def non_trainable_weights(self):
+        frozen = self._frozen()
+        return [v for v in self.weights
+                if not v.trainable or id(v) in frozen] if self.trainable \
+            else self.weights
+
+    @property
+    def non_trainable_variables(self):
+        frozen = self._frozen()
+        return [v for v in self.variables
+                if not v.trainable or id(v) in frozen] if self.trainable \
+            else self.variables
+
     # ------------------------------------------------------------ the views
     def _views(self, inputs):
         n = self.method.num_views
