@@ -451,6 +451,7 @@ def _pretrain_locked(config, directory, resume, verbose, callbacks, log):
     from keras_adadim.callbacks import AlphaUpdater
     from keras_adadim.callbacks import RepresentationMonitor
     from keras_adadim.callbacks import RunCheckpoint
+    from keras_adadim.callbacks.run_checkpoint import EpochLogs
     from keras_adadim.callbacks.run_checkpoint import read_state
 
     ckpt_dir = os.path.join(directory, CHECKPOINTS)
@@ -552,6 +553,7 @@ def _pretrain_locked(config, directory, resume, verbose, callbacks, log):
 
     state = read_state(ckpt_dir) if existing else None
     start_epoch, start_step = 0, 0
+    epoch_logs = EpochLogs()
     if state is not None:
         if state["steps_per_epoch"] != spe:
             raise ValueError(
@@ -568,6 +570,9 @@ def _pretrain_locked(config, directory, resume, verbose, callbacks, log):
                 "over."
             ) from e
         start_epoch, start_step = state["epoch"], state["step_in_epoch"]
+        if start_step:
+            # The resumed epoch logs the means over all its steps.
+            epoch_logs = EpochLogs(state.get("epoch_logs"))
         for name, cb in stateful.items():
             if name in state.get("callbacks", {}):
                 cb.set_state(
@@ -598,7 +603,12 @@ def _pretrain_locked(config, directory, resume, verbose, callbacks, log):
     checkpoint = RunCheckpoint(
         ckpt_dir, spe, every_steps=int(config["checkpoint_every_steps"]),
         stateful_callbacks=stateful, epoch_offset_step=start_step,
+        epoch_logs=epoch_logs,
+        train_seconds=(state or {}).get("train_seconds", 0.0),
     )
+    # The epoch's logs are merged across sessions before anything reads
+    # them (the monitor's epoch-end statistics are added after).
+    cbs.insert(0, epoch_logs)
     cbs += [
         # History before checkpoint: a kill between the two leaves a row
         # that the resumed run drops (rows of epochs >= the resume epoch).
@@ -614,7 +624,6 @@ def _pretrain_locked(config, directory, resume, verbose, callbacks, log):
         f"{epochs} epochs x {spe} steps of batch {batch_size}, backend "
         f"{keras.backend.backend()}; run directory {directory}"
     )
-    started = time.time()
     # Keras warns that `shuffle` is ignored for tf.data; our pipeline
     # shuffles (seeded per epoch), so the warning is noise here.
     with warnings.catch_warnings():
@@ -633,11 +642,15 @@ def _pretrain_locked(config, directory, resume, verbose, callbacks, log):
                 epochs=epochs, steps_per_epoch=spe, callbacks=cbs,
                 verbose=verbose, planned_steps=epochs * spe,
             )
-    train_seconds = time.time() - started
+    # Cumulative over every session of the run, each up to its last
+    # checkpoint (steps run after it were lost with the kill and redone,
+    # so they count once, in the session that kept them).
+    session = checkpoint.session_seconds()
+    results = {"train_seconds": checkpoint.previous_seconds + session,
+               "session_train_seconds": session}
 
     _save_keras(model.encoder, os.path.join(directory, "encoder.keras"))
     _save_keras(model, os.path.join(directory, "model.keras"))
-    results = {"train_seconds": train_seconds}
     if "alpha_updater" in stateful:
         results["alpha_updates"] = stateful["alpha_updater"].updates
     if "monitor" in stateful and stateful["monitor"].records:

@@ -164,6 +164,32 @@ def test_killed_run_resumes_mid_epoch(tmp_path):
         np.testing.assert_allclose(a, b, rtol=1e-3, atol=1e-4)
     rows = json.load(open(tmp_path / "killed" / "history.json"))
     assert [r["epoch"] for r in rows] == [0, 1, 2]
+    # Every epoch's row, the resumed epoch 1 included (split 2 + 3 steps
+    # between the sessions), equals the uninterrupted run's: loss, the
+    # method's terms, alpha / beta and the online probe are means over all
+    # the epoch's steps, not only those run after resuming.
+    full_rows = json.load(open(tmp_path / "full" / "history.json"))
+    from keras_adadim.methods import method_class
+
+    step_means = ("loss", *method_class("adadim").term_names, "alpha",
+                  "beta", "probe_loss", "probe_accuracy")
+    for got, want in zip(rows, full_rows):
+        assert set(got) == set(want)
+        for key in step_means:
+            assert got[key] == pytest.approx(want[key], rel=1e-3,
+                                             abs=1e-6), (got["epoch"], key)
+    # The monitor's epoch-end statistics are not averaged.
+    assert rows[1]["r_entropy"] == pytest.approx(full_rows[1]["r_entropy"],
+                                                 rel=1e-3)
+    # train_seconds adds up the sessions: the killed one (up to its last
+    # checkpoint) and the resumed one.
+    results = resumed["results"]
+    assert state["train_seconds"] > 0
+    assert results["session_train_seconds"] > 0
+    assert results["train_seconds"] >= (
+        state["train_seconds"] + results["session_train_seconds"] - 1e-6)
+    assert json.load(open(tmp_path / "killed" / "results.json"))[
+        "train_seconds"] == pytest.approx(results["train_seconds"])
 
 
 def test_cli_evaluate_and_analyze(run, tmp_path, capsys):
@@ -261,6 +287,7 @@ _METHOD_FLAGS = ["--epochs", "2", "--batch-size", "128", "--width", "8",
                  "--projector-hidden-dim", "32", "--projector-dim", "16",
                  "--monitor-every", "1",
                  "--monitor-samples", "128", "--eval", "knn",
+                 "--probe-epochs", "3", "--few-labels", "0", "--no-baselines",
                  "--checkpoint-every", "4", "--seed", "0"]
 
 

@@ -13,9 +13,12 @@ during a save leaves the previous checkpoint intact.
 """
 
 import json
+import math
 import os
+import time
 
 import keras
+import numpy as np
 
 STATE = "last.json"
 
@@ -54,6 +57,71 @@ def read_state(directory):
     return state
 
 
+class EpochLogs(keras.callbacks.Callback):
+    """The logs of an epoch split across sessions, as if it had run in one.
+
+    Keras logs, for each metric, its mean over the steps that one ``fit``
+    call ran of the epoch; an epoch resumed at step ``s`` would log the mean
+    of its last steps only. This callback (placed before the callbacks that
+    read the epoch's logs) keeps the running means of the steps done so far
+    (``partial()``, saved with a mid-epoch checkpoint) and, at the end of a
+    resumed epoch, replaces each such metric by the mean over all its
+    steps: ``(s * mean_before + k * mean_after) / (s + k)``. Only metrics
+    logged per batch are merged (the monitor's epoch-end statistics are
+    not); every batch of a run has the same size, so step means are the
+    epoch's means.
+
+    Args:
+        resumed: ``partial()`` of the checkpoint the run resumes from
+            (``{"steps": s, "means": {...}}``), or None.
+    """
+
+    def __init__(self, resumed=None):
+        super().__init__()
+        self._prior = resumed if resumed and resumed.get("steps") else None
+        self._logs = None
+        self._steps = 0
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._logs, self._steps = None, 0
+
+    def on_train_batch_end(self, batch, logs=None):
+        # A reference only: converted when a checkpoint or the epoch's end
+        # needs it.
+        self._logs, self._steps = logs, batch + 1
+
+    def partial(self):
+        """``{"steps", "means"}`` of the epoch so far (prior sessions'
+        steps included)."""
+        means = {}
+        for key, value in (self._logs or {}).items():
+            try:
+                value = float(np.asarray(keras.ops.convert_to_numpy(value)))
+            except (TypeError, ValueError):
+                continue
+            means[key] = value
+        steps = self._steps
+        if self._prior:
+            before = int(self._prior["steps"])
+            old = self._prior.get("means", {})
+            total = before + steps
+            for key in set(means) | set(old):
+                if key in means and key in old and math.isfinite(old[key]):
+                    means[key] = (before * old[key] + steps * means[key]) \
+                        / total
+                elif key in old:
+                    means[key] = old[key]
+            steps = total
+        return {"steps": int(steps), "means": means}
+
+    def on_epoch_end(self, epoch, logs=None):
+        if self._prior and logs is not None:
+            for key, value in self.partial()["means"].items():
+                if key in logs:
+                    logs[key] = value
+        self._prior = None
+
+
 class RunCheckpoint(keras.callbacks.Callback):
     """Save the run's training state every ``every_steps`` batches and at the
     end of every epoch into ``directory`` (``last.json`` and the
@@ -67,6 +135,13 @@ class RunCheckpoint(keras.callbacks.Callback):
             ``get_state()``; their state is stored with the checkpoint.
         epoch_offset_step: for a ``fit`` that runs the rest of a
             partially done epoch, the number of its batches already done.
+        extra_state: more entries of ``last.json``.
+        epoch_logs: an ``EpochLogs`` callback; a mid-epoch save stores its
+            ``partial()`` logs (``"epoch_logs"``), so that the resumed
+            epoch logs the means over all its steps.
+        train_seconds: training time of the run's earlier sessions; each
+            save stores the cumulative time (``"train_seconds"``), see
+            ``train_seconds()``.
     """
 
     def __init__(
@@ -77,6 +152,8 @@ class RunCheckpoint(keras.callbacks.Callback):
         stateful_callbacks=None,
         epoch_offset_step=0,
         extra_state=None,
+        epoch_logs=None,
+        train_seconds=0.0,
     ):
         super().__init__()
         self.directory = directory
@@ -85,7 +162,23 @@ class RunCheckpoint(keras.callbacks.Callback):
         self.stateful_callbacks = dict(stateful_callbacks or {})
         self.epoch_offset_step = int(epoch_offset_step)
         self.extra_state = extra_state if extra_state is not None else {}
+        self.epoch_logs = epoch_logs
+        self.previous_seconds = float(train_seconds or 0.0)
+        self._started = None
         self._epoch = 0
+
+    def on_train_begin(self, logs=None):
+        if self._started is None:  # the first `fit` of this session
+            self._started = time.time()
+
+    def session_seconds(self):
+        """Seconds since this session's first ``fit`` started."""
+        return 0.0 if self._started is None else time.time() - self._started
+
+    def train_seconds(self):
+        """The run's training time: earlier sessions (up to their last
+        checkpoint) plus this one."""
+        return self.previous_seconds + self.session_seconds()
 
     def on_epoch_begin(self, epoch, logs=None):
         self._epoch = epoch
@@ -122,12 +215,15 @@ class RunCheckpoint(keras.callbacks.Callback):
             "step_in_epoch": int(step_in_epoch),
             "steps_per_epoch": self.steps_per_epoch,
             "optimizer_step": optimizer_step,
+            "train_seconds": self.train_seconds(),
             "callbacks": {
                 key: cb.get_state()
                 for key, cb in self.stateful_callbacks.items()
             },
             **self.extra_state,
         }
+        if step_in_epoch and self.epoch_logs is not None:
+            state["epoch_logs"] = self.epoch_logs.partial()
         _atomic_json(os.path.join(self.directory, STATE), state)
         if previous and previous.get("weights") not in (None, name):
             old = os.path.join(self.directory, previous["weights"])
@@ -135,4 +231,4 @@ class RunCheckpoint(keras.callbacks.Callback):
                 os.remove(old)
 
 
-__all__ = ["RunCheckpoint", "read_state"]
+__all__ = ["EpochLogs", "RunCheckpoint", "read_state"]
