@@ -3,7 +3,8 @@ turns a configuration (``keras_adadim.presets``) into a run directory.
 
 A run directory holds::
 
-    config.json          every setting of the run (+ versions, backend)
+    config.json          every setting of the run (+ versions, backend and
+                         a fingerprint of the training data)
     history.json/.csv    per-epoch logs: losses, alpha, beta, the online probe,
                          H(R), I(R; Z), ... (RepresentationMonitor epochs)
     checkpoints/         last.json + step-*.weights.h5 (RunCheckpoint)
@@ -11,13 +12,16 @@ A run directory holds::
     sample_views.png     what the augmentation makes of a few images
     encoder.keras        the pre-trained encoder (when training is done)
     model.keras          the full AdaDimModel (encoder + projector)
-    results.json         evaluation (linear probe, kNN, few-label, baselines)
+    results.json         evaluation (linear probe, kNN, few-label, baselines),
+                         training time over all sessions (train_seconds)
     training_dynamics.png
 
 Calling ``pretrain`` again on the same directory resumes an interrupted run
 from its last checkpoint (mid-epoch included) and produces the same steps,
 alpha updates and, up to floating-point non-determinism, weights as an
-uninterrupted run; on a finished run it only reports the results.
+uninterrupted run (the history row of the resumed epoch included); on a
+finished run it only reports the results. A resume on other training data
+(a changed file, see ``data.fingerprint``) is refused.
 """
 
 import json
@@ -39,6 +43,9 @@ LOCK = "run.lock"
 # Files that mark a directory as a run (hub.save_pretrained refuses one).
 RUN_MARKERS = (HISTORY, RESULTS, CHECKPOINTS, LOCK)
 
+# What config.json records besides the settings (not compared on resume;
+# the data's fingerprint is checked once the data is loaded).
+_RECORDED = ("versions", "data_fingerprint")
 # Settings that may change when resuming a run without changing its result.
 _RESUME_FREE = {"data_dir", "eval", "eval_baselines", "probe_epochs",
                 "few_labels", "knn_k", "checkpoint_every_steps"}
@@ -367,7 +374,7 @@ def _foreign_entries(directory):
 def _check_resumable(directory, config):
     with open(os.path.join(directory, CONFIG), encoding="utf-8") as f:
         saved = json.load(f)
-    saved = {k: v for k, v in saved.items() if k != "versions"}
+    saved = {k: v for k, v in saved.items() if k not in _RECORDED}
     changed = sorted(
         k
         for k in set(saved) | set(config)
@@ -381,6 +388,55 @@ def _check_resumable(directory, config):
             f"{directory!r} holds a run with different settings ({details}). "
             "Resuming it with these would mix two runs: pass a new "
             "`--output` directory, or the same settings to resume."
+        )
+
+
+def _check_same_data(directory, recorded, found, config):
+    """Refuse to resume on training data other than the run's own (its
+    fingerprint in config.json; runs made before fingerprints pass)."""
+    if not isinstance(recorded, dict) or recorded.get("sha256") is None:
+        return
+    if (recorded.get("kind"), recorded["sha256"]) == (found["kind"],
+                                                     found["sha256"]):
+        return
+    raise ValueError(
+        f"The training data of the run in {directory!r} changed since it "
+        f"started: {config['dataset']!r} split {config['train_split']!r} "
+        f"now has {found['num_examples']} images with fingerprint "
+        f"{found['sha256'][:12]} ({found['kind']}), the run was started on "
+        f"{recorded.get('num_examples')} images with fingerprint "
+        f"{recorded['sha256'][:12]} ({recorded.get('kind')}). Resuming "
+        "would train one model on two datasets: restore the original data "
+        "to resume, or pass a new `--output` directory to start a new run."
+    )
+
+
+def _check_data_size(train, test, config):
+    """An empty or too small split fails here, before a model is built,
+    naming the split and its source."""
+    def where(data, split):
+        return (f"{config['dataset']!r} split {split!r} ({data.source})")
+
+    if train.num_examples == 0:
+        raise ValueError(
+            f"{where(train, config['train_split'])} has no images: there is "
+            "nothing to pre-train on. Check the dataset (an empty folder or "
+            ".npz array, an empty slice such as 'train[:0]') or pass another "
+            "`train_split` (--train-split)."
+        )
+    if int(config["batch_size"]) > train.num_examples:
+        raise ValueError(
+            f"{where(train, config['train_split'])} has "
+            f"{train.num_examples} images, fewer than `batch_size`="
+            f"{config['batch_size']}, so no full batch can be formed: pass "
+            f"batch_size <= {train.num_examples} (--batch-size)."
+        )
+    if test is not None and test.num_examples == 0:
+        raise ValueError(
+            f"{where(test, config['test_split'])} has no images, so the run "
+            "could not be evaluated or monitored after training. Pass "
+            "another `test_split` (--test-split), or eval='none' and "
+            "monitor_every=0 (--eval none --monitor-every 0)."
         )
 
 
@@ -463,6 +519,8 @@ def _pretrain_locked(config, directory, resume, verbose, callbacks, log):
                 "directory (or resume=True to continue it)."
             )
         _check_resumable(directory, config)
+        with open(os.path.join(directory, CONFIG), encoding="utf-8") as f:
+            recorded_data = json.load(f).get("data_fingerprint")
     elif _foreign_entries(directory):
         raise _not_a_run(directory)
     os.makedirs(directory, exist_ok=True)
@@ -491,6 +549,10 @@ def _pretrain_locked(config, directory, resume, verbose, callbacks, log):
         except (ValueError, FileNotFoundError, KeyError) as e:
             log(f"No test split {config['test_split']!r} ({e}); the run "
                 "will not be evaluated or monitored.")
+    _check_data_size(train, test, config)
+    data_fingerprint = data_lib.fingerprint(train)
+    if existing:
+        _check_same_data(directory, recorded_data, data_fingerprint, config)
     image_size = config["image_size"] or train.image_shape[0]
     if image_size is None:
         raise ValueError(
@@ -589,7 +651,8 @@ def _pretrain_locked(config, directory, resume, verbose, callbacks, log):
     else:
         _atomic_json(
             os.path.join(directory, CONFIG),
-            {**config, "versions": _versions()},
+            {**config, "versions": _versions(),
+             "data_fingerprint": data_fingerprint},
         )
         try:
             data_lib.save_sample_views(

@@ -11,8 +11,11 @@
 """
 
 import importlib
+import json
 import math
+import os
 
+import numpy as np
 import pytest
 
 from keras_adadim import cli
@@ -216,3 +219,224 @@ def test_cli_choice_flags_refused_at_parse_time(capsys):
         err = capsys.readouterr().err
         assert f"argument {flag}: must be one of" in err, err
         assert repr(value) in err
+
+
+# ---------------------------------------------------------- training data
+def _images(n, seed=0, size=16):
+    rng = np.random.default_rng(seed)
+    return (rng.random((n, size, size)) * 255).astype("uint8")
+
+
+def _npz(path, n_train=64, n_test=32, seed=0, labels_train=None):
+    rng = np.random.default_rng(seed + 1)
+    np.savez(
+        path,
+        train_images=_images(n_train, seed),
+        train_labels=(rng.integers(0, 4, n_train) if labels_train is None
+                      else labels_train),
+        test_images=_images(n_test, seed + 2),
+        test_labels=rng.integers(0, 4, n_test),
+    )
+    return str(path)
+
+
+SMALL = dict(epochs=2, batch_size=16, width=4, projector_hidden_dim=16,
+             projector_dim=8, alpha_every=1, alpha_batches=1,
+             monitor_every=0, eval="none", checkpoint_every_steps=1, seed=0)
+
+
+def test_fingerprint_follows_the_content(tmp_path):
+    from PIL import Image
+
+    from keras_adadim import data as data_lib
+
+    a = data_lib.from_arrays(_images(8), np.arange(8) % 2)
+    same = data_lib.from_arrays(_images(8), np.arange(8) % 2)
+    assert data_lib.fingerprint(a) == data_lib.fingerprint(same)
+    assert data_lib.fingerprint(a)["kind"] == "arrays"
+    pixel = _images(8)
+    pixel[3, 2, 1] ^= 1
+    other_labels = np.arange(8) % 2
+    other_labels[0] = 1
+    for changed in (data_lib.from_arrays(pixel, np.arange(8) % 2),
+                    data_lib.from_arrays(_images(8), other_labels),
+                    data_lib.from_arrays(_images(7), np.arange(7) % 2)):
+        assert data_lib.fingerprint(changed)["sha256"] != \
+            data_lib.fingerprint(a)["sha256"]
+    # A folder: paths, sizes and modification times (no decoding).
+    root = tmp_path / "folder"
+    for c in ("cat", "dog"):
+        (root / c).mkdir(parents=True)
+        for i in range(3):
+            Image.fromarray(_images(1, seed=i)[0]).save(root / c / f"{i}.png")
+    before = data_lib.fingerprint(data_lib.load_dataset(str(root)))
+    assert before["kind"] == "files" and before["num_examples"] == 6
+    assert data_lib.fingerprint(data_lib.load_dataset(str(root))) == before
+    Image.fromarray(_images(1, seed=9)[0]).save(root / "dog" / "1.png")
+    edited = data_lib.fingerprint(data_lib.load_dataset(str(root)))
+    assert edited["sha256"] != before["sha256"]
+    os.remove(root / "cat" / "0.png")
+    assert data_lib.fingerprint(data_lib.load_dataset(str(root)))[
+        "sha256"] not in (before["sha256"], edited["sha256"])
+
+
+class _Crash:
+    """Raise KeyboardInterrupt after `at` batches (a simulated kill)."""
+
+    def __new__(cls, at):
+        import keras
+
+        class Crash(keras.callbacks.Callback):
+            seen = 0
+
+            def on_train_batch_end(self, batch, logs=None):
+                self.seen += 1
+                if self.seen == at:
+                    raise KeyboardInterrupt("simulated kill")
+
+        return Crash()
+
+
+def test_resume_on_changed_training_data_is_refused(tmp_path):
+    """Kill a run on an .npz dataset, replace the file's images (same
+    shape, so the steps per epoch agree): the resume is refused naming the
+    run directory and the fix, and the run's files are left as they were;
+    with the original file back, it resumes."""
+    data = tmp_path / "set.npz"
+    _npz(data)
+    original = data.read_bytes()
+    out = tmp_path / "run"
+    with pytest.raises(KeyboardInterrupt):
+        training.pretrain(dataset=str(data), output=str(out), verbose=0,
+                          log=lambda *a: None, callbacks=[_Crash(6)],
+                          **SMALL)
+    config = json.loads((out / "config.json").read_text())
+    assert config["data_fingerprint"]["kind"] == "arrays"
+    assert config["data_fingerprint"]["num_examples"] == 64
+    _npz(data, seed=5)  # other images, same shapes
+    files = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()
+             and p.name != "run.lock"}
+    with pytest.raises(ValueError) as e:
+        training.pretrain(dataset=str(data), output=str(out), verbose=0,
+                          log=lambda *a: None, **SMALL)
+    message = str(e.value)
+    assert str(out) in message and "training data" in message
+    assert "changed" in message and "new `--output`" in message
+    assert {p: p.read_bytes() for p in out.rglob("*") if p.is_file()
+            and p.name != "run.lock"} == files
+    data.write_bytes(original)
+    resumed = training.pretrain(dataset=str(data), output=str(out),
+                                verbose=0, log=lambda *a: None, **SMALL)
+    assert resumed["resumed_from"] == (1, 2)
+
+
+def test_cli_resume_on_changed_data_exits_2(tmp_path, capsys):
+    """The same refusal through `adadim pretrain` (error: ..., status 2)
+    for a folder dataset whose files changed."""
+    from PIL import Image
+
+    root = tmp_path / "folder"
+    for c in ("a", "b"):
+        (root / c).mkdir(parents=True)
+        for i in range(16):
+            Image.fromarray(_images(1, seed=i)[0]).save(root / c / f"{i}.png")
+    out = tmp_path / "run"
+    with pytest.raises(KeyboardInterrupt):
+        training.pretrain(dataset=str(root), output=str(out), verbose=0,
+                          log=lambda *a: None, callbacks=[_Crash(1)],
+                          **SMALL)
+    Image.fromarray(_images(1, seed=99)[0]).save(root / "a" / "3.png")
+    argv = ["pretrain", "--dataset", str(root), "--output", str(out),
+            "--verbose", "0"]
+    for key, value in SMALL.items():
+        flag = "--checkpoint-every" if key == "checkpoint_every_steps" \
+            else "--" + key.replace("_", "-")
+        argv += [flag, str(value)]
+    assert cli.main(argv) == 2
+    err = capsys.readouterr().err
+    assert "error: The training data of the run in" in err
+    assert str(out) in err
+
+
+# ---------------------------------------------------------------- bad data
+@pytest.fixture
+def no_model(monkeypatch):
+    def forbidden(*a, **k):
+        raise AssertionError("a model was built for unusable data")
+
+    monkeypatch.setattr(training, "build_model", forbidden)
+
+
+def test_empty_npz_split_refused_before_training(tmp_path, no_model):
+    data = _npz(tmp_path / "empty.npz", n_train=0)
+    out = tmp_path / "run"
+    with pytest.raises(ValueError) as e:
+        training.pretrain(dataset=data, output=str(out), verbose=0,
+                          log=lambda *a: None, **SMALL)
+    assert "has no images" in str(e.value) and data in str(e.value)
+    assert "train_split" in str(e.value)
+    assert not out.exists()
+
+
+def test_empty_test_split_refused_before_training(tmp_path, no_model):
+    data = _npz(tmp_path / "notest.npz", n_test=0)
+    with pytest.raises(ValueError, match="split 'test'.*has no images.*"
+                       "eval='none'"):
+        training.pretrain(dataset=data, output=str(tmp_path / "run"),
+                          verbose=0, log=lambda *a: None,
+                          **{**SMALL, "eval": "linear"})
+    assert not (tmp_path / "run").exists()
+
+
+def test_batch_larger_than_the_data_refused(tmp_path, no_model):
+    data = _npz(tmp_path / "small.npz", n_train=10)
+    with pytest.raises(ValueError, match="10 images, fewer than "
+                       "`batch_size`=16.*batch_size <= 10"):
+        training.pretrain(dataset=data, output=str(tmp_path / "run"),
+                          verbose=0, log=lambda *a: None, **SMALL)
+
+
+def test_empty_folder_refused(tmp_path, no_model):
+    root = tmp_path / "folder"
+    (root / "cat").mkdir(parents=True)
+    (root / "dog").mkdir()
+    with pytest.raises(ValueError, match="No images"):
+        training.pretrain(dataset=str(root), output=str(tmp_path / "run"),
+                          verbose=0, log=lambda *a: None, **SMALL)
+    assert not (tmp_path / "run").exists()
+
+
+def test_empty_arrays_refused_by_the_pipeline():
+    from keras_adadim import data as data_lib
+
+    empty = data_lib.from_arrays(np.zeros((0, 8, 8), "uint8"),
+                                 np.zeros(0, "int64"), name="nothing")
+    with pytest.raises(ValueError, match="'nothing'.*is empty"):
+        data_lib.pretraining_dataset(empty, batch_size=2)
+
+
+@pytest.mark.parametrize("n_labels", [9, 11, 0])
+def test_from_arrays_length_mismatch_names_the_source(n_labels):
+    from keras_adadim import data as data_lib
+
+    with pytest.raises(ValueError) as e:
+        data_lib.from_arrays(_images(10), np.zeros(n_labels, "int64"),
+                             name="mine")
+    message = str(e.value)
+    assert "from_arrays('mine')" in message
+    assert f"{n_labels} labels for 10 images" in message
+    assert "one label per image" in message
+
+
+def test_npz_length_mismatch_names_the_file_and_arrays(tmp_path, no_model):
+    data = _npz(tmp_path / "mismatch.npz",
+                labels_train=np.zeros(63, "int64"))
+    out = tmp_path / "run"
+    with pytest.raises(ValueError) as e:
+        training.pretrain(dataset=data, output=str(out), verbose=0,
+                          log=lambda *a: None, **SMALL)
+    message = str(e.value)
+    assert data in message and "train_labels for train_images" in message
+    assert "63 labels for 64 images" in message
+    assert "InvalidArgument" not in message
+    assert not out.exists()

@@ -9,6 +9,7 @@ from keras_adadim.data.augment import save_sample_views
 from keras_adadim.data.datasets import KNOWN_DATASETS
 from keras_adadim.data.datasets import ImageDataset
 from keras_adadim.data.datasets import evaluation_dataset
+from keras_adadim.data.datasets import fingerprint
 from keras_adadim.data.datasets import from_arrays
 from keras_adadim.data.datasets import load_dataset
 from keras_adadim.data.datasets import pretraining_dataset
@@ -25,6 +26,7 @@ __all__ = [
     "ViewSpec",
     "digits_views",
     "evaluation_dataset",
+    "fingerprint",
     "from_arrays",
     "load_dataset",
     "load_digits",

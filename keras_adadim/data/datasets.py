@@ -31,6 +31,7 @@ and monitors.
 
 import dataclasses
 import difflib
+import hashlib
 import math
 import os
 import re
@@ -194,7 +195,9 @@ class _Access:
     (images, labels)`` with the decoded size ``nbytes`` (None: unknown)."""
 
     def __init__(self, reader=None, encoded=None, decode=None,
-                 materialize=None, nbytes=None, target=None):
+                 materialize=None, nbytes=None, target=None,
+                 fingerprint=None):
+        self.fingerprint = fingerprint
         self.reader = reader
         self.encoded = encoded
         self.decode = decode
@@ -346,7 +349,7 @@ def from_arrays(images, labels=None, name="arrays", *, class_names=None,
         )
     images = _to_uint8(images, name)
     n = len(images)
-    labels = _clean_labels(labels, n, name)
+    labels = _clean_labels(labels, n, name, where=f"from_arrays({name!r})")
     if class_names is not None:
         num_classes = len(class_names)
         class_names = [str(c) for c in class_names]
@@ -386,20 +389,26 @@ def _to_uint8(images, name):
     raise ValueError(f"{name!r}: unsupported image dtype {images.dtype}.")
 
 
-def _clean_labels(labels, n, name):
+def _clean_labels(labels, n, name, where=None):
+    """(n,) int64 labels; ``where`` names the source in errors (e.g. the
+    file and its arrays)."""
     if labels is None:
         return None
+    where = where or repr(name)
     labels = np.asarray(labels)
     if labels.ndim == 2 and labels.shape[1] == 1:
         labels = labels[:, 0]
     if labels.ndim != 1 or len(labels) != n:
+        count = (f"{len(labels)} labels for {n} images" if labels.ndim
+                 else f"a scalar label for {n} images")
         raise ValueError(
-            f"{name!r}: labels must have shape ({n},) or ({n}, 1); got "
-            f"{labels.shape}."
+            f"{where}: {count} (labels shape {labels.shape}); there must "
+            f"be one label per image: labels must have shape ({n},) or "
+            f"({n}, 1)."
         )
     if labels.size and not np.issubdtype(labels.dtype, np.integer):
         if not np.all(np.equal(np.mod(labels, 1), 0)):
-            raise ValueError(f"{name!r}: labels must be integers.")
+            raise ValueError(f"{where}: labels must be integers.")
     return labels.astype(np.int64)
 
 
@@ -470,6 +479,13 @@ def _in_memory(images, labels, *, name, source, split, num_classes,
         _note_conversion(name, native, target)
     reader = _array_reader(images, labels, target)
     n = len(images)
+
+    def fingerprint():
+        return "arrays", _sha256(
+            repr((images.shape, str(images.dtype), target)).encode(),
+            np.ascontiguousarray(images), np.ascontiguousarray(labels,
+                                                               np.int64))
+
     return ImageDataset(
         dataset=tf.data.Dataset.range(n).map(reader),
         num_examples=n,
@@ -479,7 +495,7 @@ def _in_memory(images, labels, *, name, source, split, num_classes,
         name=name,
         source=source,
         split=split,
-        _access=_Access(reader=reader),
+        _access=_Access(reader=reader, fingerprint=fingerprint),
     )
 
 
@@ -591,7 +607,9 @@ def _load_npz(path, split, channels, name=None):
         )
         labels = None
     if labels is not None:
-        labels = _clean_labels(labels, n, name)
+        labels = _clean_labels(
+            labels, n, name,
+            where=f"{path!r} ({chosen}_labels for {chosen}_images)")
         tops = [int(np.max(a)) for a in all_labels if a.size and (
             a.ndim == 1 or a.shape[1] == 1)]
         num_classes = max(tops) + 1 if tops else None
@@ -776,6 +794,18 @@ def _load_folder(path, split, channels, name=None):
         return image, tf.gather(labels_t, i)
 
     labelled = bool(classes) and bool((labels >= 0).any())
+
+    def fingerprint():
+        # Paths (relative), sizes and modification times: cheap (no image
+        # is read) and changed by any edit, addition or removal.
+        rows = []
+        for f, label in zip(files, labels):
+            st = os.stat(f)
+            rows.append(f"{os.path.relpath(f, path)}\t{st.st_size}\t"
+                        f"{st.st_mtime_ns}\t{label}")
+        return "files", _sha256(f"{target}\n".encode(),
+                                "\n".join(rows).encode())
+
     ds = tf.data.Dataset.range(len(files)).map(
         reader, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True
     )
@@ -788,7 +818,7 @@ def _load_folder(path, split, channels, name=None):
         name=name,
         source=f"folder:{path}",
         split=os.path.basename(split_path) if split_dirs else "train",
-        _access=_Access(reader=reader),
+        _access=_Access(reader=reader, fingerprint=fingerprint),
     )
 
 
@@ -1121,6 +1151,36 @@ def _unknown_message(name):
 
 # --------------------------------------------------------------------------
 # Pipelines
+
+
+def _sha256(*parts):
+    digest = hashlib.sha256()
+    for part in parts:
+        digest.update(memoryview(part).cast("B") if isinstance(
+            part, np.ndarray) else part)
+    return digest.hexdigest()
+
+
+def fingerprint(data):
+    """A fingerprint of a split's content, recorded when a run starts and
+    compared when it resumes: ``{"kind", "sha256", "num_examples"}``.
+
+    In-memory sources (arrays, ``.npz``, IDX, digits): the sha256 of the
+    image and label arrays. Folders: of each file's relative path, size,
+    modification time and label (no image is decoded). Streamed TensorFlow
+    Datasets splits: of their name, split, size and shape only (their
+    files are versioned by TensorFlow Datasets)."""
+    data = _check_data(data)
+    access = data._access
+    if access is not None and access.fingerprint is not None:
+        kind, digest = access.fingerprint()
+    else:
+        kind = "summary"
+        digest = _sha256(repr((data.source, data.split, data.num_examples,
+                               tuple(data.image_shape),
+                               data.num_classes)).encode())
+    return {"kind": kind, "sha256": digest,
+            "num_examples": int(data.num_examples)}
 
 
 def steps_per_epoch(data, batch_size, drop_remainder=True):
@@ -1471,6 +1531,7 @@ __all__ = [
     "KNOWN_DATASETS",
     "ImageDataset",
     "evaluation_dataset",
+    "fingerprint",
     "from_arrays",
     "load_dataset",
     "pretraining_dataset",
