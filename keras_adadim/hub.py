@@ -401,6 +401,21 @@ def _alpha_trajectory(history, every):
     return " → ".join(f"{a:.3f} (epoch {e})" for e, a in points)
 
 
+def _method_description(vals):
+    """The card's method line, from the method registry: its reference, and
+    alpha's settings for the AdaDim family or the defaults' source else."""
+    from keras_adadim import presets
+
+    entry = presets.METHODS.get(vals["method"])
+    if entry is None:
+        return str(vals["method"])
+    text = f"`{vals['method']}`: {entry['reference']}"
+    if "alpha" in entry["uses"]:
+        return (f"{text} (α {vals['alpha_mode']}, e_α = {vals['alpha_every']}"
+                f", γ = {vals['gamma']})")
+    return f"{text}; {entry['defaults']} ({entry['source']})"
+
+
 def card_values(config, results):
     """The values that fill ``MODEL_CARD.md``'s placeholders."""
     recipe = dict(config.get("recipe") or {})
@@ -437,6 +452,7 @@ def card_values(config, results):
         "mutual_information": _fmt(res.get("mutual_information")),
         "alpha_trajectory": res.get("alpha_trajectory") or "not recorded",
     }
+    vals["method_description"] = _method_description(vals)
     acc = res.get("linear_probe_accuracy")
     vals["model_index"] = (
         ""

@@ -570,3 +570,13 @@ def test_cli_zoo_push(fake_hub, tmp_path, capsys):
     assert handler.repos["org/cli-pushed"]["private"] is True
     assert sorted(_served(root, "org/cli-pushed")) == [
         "README.md", "config.json", "encoder.keras"]
+
+
+def test_model_card_describes_the_method_from_the_registry():
+    adadim = hub.card_values({"recipe": {"method": "adadim", "alpha_every": 20}}, {})
+    assert adadim["method_description"].startswith("`adadim`: AdaDim")
+    assert "e_α = 20" in adadim["method_description"]
+    byol = hub.card_values({"recipe": {"method": "byol"}}, {})
+    assert "BYOL (Grill et al., 2020)" in byol["method_description"]
+    assert "α" not in byol["method_description"]
+    assert "byol.yaml" in byol["method_description"]
