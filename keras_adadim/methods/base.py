@@ -13,13 +13,13 @@ the metric trackers and the step counters. Per step it calls, in order::
     (rows gathered over replicas)
     terms = method.loss_terms(rows, step)
     loss = method.combine(terms, step)
-    method.update_state(rows, step)                                # queues
+    method.update_state(rows, step, valid)                         # queues
 
 **Contract for ``forward`` / ``targets``:** every tensor they return has one
 row per image of the batch (leading axis = batch), so the model can gather
 any method's outputs over replicas without knowing their names. They must
 include ``r1``, ``r2`` (the representations of the first two views: the
-online probe reads them).
+online probe reads them); ``valid`` and ``views`` are the model's names.
 
 ``step`` is a :class:`Step`: ``training`` (bool) and ``progress`` (fraction
 of the planned training steps done, a float32 scalar tensor).
