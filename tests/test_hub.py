@@ -144,6 +144,16 @@ def test_shipped_encoder_reproduces_card_accuracy(monkeypatch):
         full.encoder.predict(data["test_images"][:16], verbose=0),
         fte[:16], rtol=1e-4, atol=1e-4,
     )
+    # Saved before methods were layers: alpha and beta (then the model's own
+    # variables) land in the AdaDim method; the step counters stay.
+    assert isinstance(full.method, ka.methods.AdaDim)
+    # The card's alpha trajectory ends "→ 0.346 (epoch 50)".
+    last = entry["metrics"]["alpha_trajectory"].split("→")[-1].split()[0]
+    alpha = float(keras.ops.convert_to_numpy(full.alpha))
+    assert alpha == pytest.approx(float(last), abs=5e-4)
+    assert float(keras.ops.convert_to_numpy(full.beta)) == pytest.approx(1e-4 * alpha, rel=1e-4)
+    steps = int(keras.ops.convert_to_numpy(full.train_steps))
+    assert steps == int(keras.ops.convert_to_numpy(full.planned_steps)) == 660
 
 
 # ------------------------------------------------------------ the errors
