@@ -13,7 +13,8 @@ from keras_adadim.losses.nt_xent import nt_xent
 from keras_adadim.losses.vicreg import vicreg
 from keras_adadim.methods import base
 from keras_adadim.methods.components import EMATeacher
-from keras_adadim.metrics.spectrum import effective_rank
+from keras_adadim.metrics.spectrum import check_rank_definition
+from keras_adadim.metrics.spectrum import effective_rank_of
 
 ALPHA_MODES = ("adaptive", "cosine", "linear")
 
@@ -48,6 +49,13 @@ class AdaDim(base.Method):
             the losses then pair each online view with the other view's
             momentum embedding, averaged over both directions.
         predictor: optional head on the online branch.
+        rank_definition: how the effective rank of adaptive alpha is taken
+            (``keras_adadim.metrics.spectrum.effective_rank_of``):
+            ``"singular"`` (default, SPEC: singular values of the raw
+            concat(z1, z2)), ``"squared"`` (their squares, the eigenvalues
+            of Z Z^T), ``"centered"`` (Z centred over rows) or
+            ``"normalized"`` (rows L2-normalised). See
+            docs/alpha_definition.md.
     """
 
     term_names = ("vicreg", "nce", "mut")
@@ -67,6 +75,7 @@ class AdaDim(base.Method):
         mi_penalty=0.0,
         momentum=None,
         predictor=None,
+        rank_definition="singular",
         **kwargs,
     ):
         kwargs.setdefault("name", "adadim")
@@ -89,6 +98,7 @@ class AdaDim(base.Method):
             _check_range("momentum", momentum, 0.0, 1.0)
         self.momentum = None if momentum is None else float(momentum)
         self.predictor = predictor
+        self.rank_definition = check_rank_definition(rank_definition)
         self.teacher = (
             EMATeacher(self.momentum, 1.0, name="momentum_branch")
             if self.momentum is not None else None
@@ -144,11 +154,13 @@ class AdaDim(base.Method):
 
     def rank_ratio(self, rows):
         """ER(concat(z1, z2)) / min(2b, F) of one forward pass (concat(z1,
-        z2t) with a momentum encoder): the alpha estimate of one batch."""
+        z2t) with a momentum encoder): the alpha estimate of one batch, ER
+        taken under ``rank_definition``."""
         z2 = rows["z2t"] if self.teacher is not None else rows["z2"]
         z = ops.stop_gradient(ops.concatenate([rows["z1"], z2], axis=0))
         n, f = z.shape
-        return float(ops.convert_to_numpy(effective_rank(z))) / min(n, f)
+        er = effective_rank_of(z, self.rank_definition)
+        return float(ops.convert_to_numpy(er)) / min(n, f)
 
     # ---------------------------------------------------------- the step
     def setup(self, encoder, projector):
@@ -244,6 +256,7 @@ class AdaDim(base.Method):
             "mi_penalty": self.mi_penalty,
             "momentum": self.momentum,
             "predictor": None if self.predictor is None else ser(self.predictor),
+            "rank_definition": self.rank_definition,
         }
 
     @classmethod

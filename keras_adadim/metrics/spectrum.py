@@ -49,6 +49,65 @@ def effective_rank(x):
     return ops.where(total > 0, er, 0.0)
 
 
+RANK_DEFINITIONS = ("singular", "squared", "centered", "normalized")
+
+
+def effective_rank_of(x, definition="singular", epsilon=1e-12):
+    """Effective rank of ``x`` (n, k) under one of ``RANK_DEFINITIONS``
+    (the choices for AdaDim's alpha, ``AdaDim(rank_definition=...)``)::
+
+        "singular"   (default, SPEC; Roy & Vetterli 2007 on the raw matrix)
+            s = svd(x);                      p = s / sum(s)
+        "squared"    (eigenvalues of the Gram x x^T = covariance-style spectra
+                      of the matrix-entropy works)
+            s = svd(x) ** 2;                 p = s / sum(s)
+        "centered"   (columns centred over the rows: spectrum of the covariance)
+            s = svd(x - mean_rows(x));       p = s / sum(s)
+        "normalized" (rows L2-normalised, as the NT-Xent / L_mut inputs)
+            s = svd(x_i / max(|x_i|, eps));  p = s / sum(s)
+
+        ER = exp(-sum_k p_k log p_k),   with 0 log 0 = 0
+
+    Every definition gives 1 for a rank-1 matrix (with non-constant rows
+    for "centered") and n for n orthonormal rows (n - 1 for "centered":
+    removing the mean leaves n - 1 unit singular values). A matrix with an
+    all-zero spectrum gives 0. ``"singular"`` equals ``effective_rank``.
+
+    Args:
+        x: matrix (n, k); any float dtype (computed in float32).
+        definition: one of ``RANK_DEFINITIONS``.
+        epsilon: floor of the row norms for ``"normalized"``.
+
+    Returns:
+        Scalar float32 tensor.
+    """
+    definition = check_rank_definition(definition)
+    x = ops.cast(as_matrix(x, "x"), "float32")
+    if definition == "centered":
+        x = x - ops.mean(x, axis=0, keepdims=True)
+    elif definition == "normalized":
+        norms = ops.sqrt(ops.sum(ops.square(x), axis=1, keepdims=True))
+        x = x / ops.maximum(norms, epsilon)
+    s = ops.svd(x, full_matrices=False, compute_uv=False)
+    if definition == "squared":
+        s = ops.square(s)
+    total = ops.sum(s)
+    p = s / ops.where(total > 0, total, 1.0)
+    er = ops.exp(_entropy_of_distribution(p))
+    return ops.where(total > 0, er, 0.0)
+
+
+def check_rank_definition(definition):
+    """``definition`` if it is one of ``RANK_DEFINITIONS``, else a
+    ``ValueError`` naming them."""
+    if definition not in RANK_DEFINITIONS:
+        raise ValueError(
+            f"`rank_definition` must be one of {RANK_DEFINITIONS}; got "
+            f"{definition!r}."
+        )
+    return definition
+
+
 def rankme(x, epsilon=1e-7):
     """RankMe (Garrido et al. 2023): effective rank with smoothed weights::
 
