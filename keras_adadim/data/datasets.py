@@ -281,10 +281,20 @@ def load_dataset(source, split="train", *, data_dir=None, download=True,
 
     Raises:
         ValueError: unknown name (with the known ones and close matches),
-            unknown split, an empty folder, bad ``channels``.
-        FileNotFoundError: a dataset that is not prepared and cannot be
-            downloaded here (the message says where to put the files and
-            the command that prepares them).
+            unknown split, an empty folder, bad ``channels``; a dataset
+            file that is empty, truncated, damaged, of the wrong format or
+            shape (a ``.npz`` that is not one or lacks the MedMNIST arrays,
+            images of the wrong rank or channels, labels of the wrong
+            length, rank or type, an image file that is not a PNG / JPEG /
+            BMP / GIF TensorFlow can decode; ``idx.IdxFormatError`` for IDX
+            files), always naming the file. A folder's images are checked
+            when it is loaded (PNG: every chunk's checksum; other formats:
+            the header), all of them up to ``MAX_INSPECTED_FILES``, else an
+            evenly spaced sample of that many: in a larger folder a damaged
+            image can still fail later, when it is decoded.
+        FileNotFoundError: a missing file or folder; a dataset that is not
+            prepared and cannot be downloaded here (the message says where
+            to put the files and the command that prepares them).
     """
     if channels not in (None, 1, 3):
         raise ValueError(f"`channels` must be None, 1 or 3; got {channels!r}.")
@@ -364,15 +374,18 @@ def from_arrays(images, labels=None, name="arrays", *, class_names=None,
                       class_names=class_names, channels=channels)
 
 
-def _to_uint8(images, name):
+def _to_uint8(images, name, where=None):
+    """uint8 images; ``where`` names the source in errors (e.g. the file
+    and its array)."""
+    where = where or repr(name)
     if images.dtype == np.uint8:
         return images
     if np.issubdtype(images.dtype, np.floating):
         if images.size and not np.all(np.isfinite(images)):
-            raise ValueError(f"{name!r}: images contain NaN or Inf values.")
+            raise ValueError(f"{where}: images contain NaN or Inf values.")
         if images.size and (images.min() < -1e-6 or images.max() > 1 + 1e-6):
             raise ValueError(
-                f"{name!r}: float images must lie in [0, 1]; got "
+                f"{where}: float images must lie in [0, 1]; got "
                 f"[{images.min():.3g}, {images.max():.3g}]. Divide uint8 "
                 "images by 255 or pass them as uint8."
             )
@@ -382,11 +395,11 @@ def _to_uint8(images, name):
     if np.issubdtype(images.dtype, np.integer):
         if images.size and (images.min() < 0 or images.max() > 255):
             raise ValueError(
-                f"{name!r}: integer images must lie in 0..255; got "
+                f"{where}: integer images must lie in 0..255; got "
                 f"{images.min()}..{images.max()}."
             )
         return images.astype(np.uint8)
-    raise ValueError(f"{name!r}: unsupported image dtype {images.dtype}.")
+    raise ValueError(f"{where}: unsupported image dtype {images.dtype}.")
 
 
 def _clean_labels(labels, n, name, where=None):
@@ -407,8 +420,16 @@ def _clean_labels(labels, n, name, where=None):
             f"({n}, 1)."
         )
     if labels.size and not np.issubdtype(labels.dtype, np.integer):
-        if not np.all(np.equal(np.mod(labels, 1), 0)):
-            raise ValueError(f"{where}: labels must be integers.")
+        numeric = labels.dtype == bool or np.issubdtype(labels.dtype,
+                                                        np.floating)
+        if not numeric or not np.all(np.equal(np.mod(labels, 1), 0)):
+            example = labels.reshape(-1)[
+                0 if not numeric else int(np.argmax(
+                    ~np.equal(np.mod(labels, 1), 0)))]
+            raise ValueError(
+                f"{where}: labels must be integer class indices 0..C-1; "
+                f"got {labels.dtype} values such as {example!r}."
+            )
     return labels.astype(np.int64)
 
 
@@ -566,9 +587,67 @@ def _load_known_files(known, split, data_dir, channels):
     )
 
 
+_NPZ_FIX = (
+    "Download or write it again: a .npz in the MedMNIST layout holds "
+    "train_images, train_labels, val_images, val_labels, test_images, "
+    "test_labels (np.savez(path, train_images=..., train_labels=..., ...))."
+)
+
+
+def _open_npz(path):
+    """``np.load(path)`` as an open archive of named arrays, or a
+    ``ValueError`` naming ``path`` (empty, truncated or damaged zip, text,
+    a single ``.npy`` array, pickled objects) instead of NumPy's or
+    zipfile's own error."""
+    try:
+        f = np.load(path, allow_pickle=False)
+    except FileNotFoundError as e:
+        raise FileNotFoundError(f"No such file: {path!r}.") from e
+    except Exception as e:
+        size = os.path.getsize(path) if os.path.isfile(path) else None
+        what = ("an empty file" if size == 0 else
+                "not a readable .npz archive (truncated by an interrupted "
+                "download, or not a .npz file at all)")
+        raise ValueError(
+            f"{path!r} is {what}: {type(e).__name__}: {e}. {_NPZ_FIX}"
+        ) from e
+    if not hasattr(f, "files"):  # a .npy array under a .npz name
+        raise ValueError(
+            f"{path!r} holds a single array of shape {np.shape(f)} (a .npy "
+            f"file), not a .npz archive of named arrays. {_NPZ_FIX}"
+        )
+    return f
+
+
+def _npz_array(f, path, key):
+    try:
+        return f[key]
+    except Exception as e:
+        raise ValueError(
+            f"{path!r}: its array {key!r} cannot be read ({type(e).__name__}: "
+            f"{e}); the file is damaged, or holds Python objects rather than "
+            f"numbers. {_NPZ_FIX}"
+        ) from e
+
+
+def _top_label(labels):
+    """The largest class label of a well-formed labels array (``(n,)`` or
+    ``(n, 1)`` integers), else None (a malformed array of another split
+    is reported when that split is loaded)."""
+    if not labels.size or not (labels.ndim == 1 or (
+            labels.ndim == 2 and labels.shape[1] == 1)):
+        return None
+    if not (np.issubdtype(labels.dtype, np.integer)
+            or np.issubdtype(labels.dtype, np.floating)
+            or labels.dtype == bool):
+        return None
+    top = np.max(labels)
+    return int(top) if np.isfinite(top) else None
+
+
 def _load_npz(path, split, channels, name=None):
     name = name or os.path.splitext(os.path.basename(path))[0]
-    with np.load(path) as f:
+    with _open_npz(path) as f:
         keys = set(f.files)
         available = sorted(
             k[: -len("_images")] for k in keys if k.endswith("_images")
@@ -579,17 +658,22 @@ def _load_npz(path, split, channels, name=None):
                 chosen = alias
                 break
         if chosen is None:
+            held = ", ".join(sorted(keys)) or "nothing"
             raise ValueError(
                 f"{path!r} has no split {split!r}: it holds "
-                f"{', '.join(available) or 'no *_images arrays'} (the "
-                "MedMNIST layout: train_images, train_labels, val_images, "
-                "val_labels, test_images, test_labels)."
+                f"{', '.join(available) or 'no *_images arrays'} (arrays: "
+                f"{held}). Expected the MedMNIST layout: train_images, "
+                "train_labels, val_images, val_labels, test_images, "
+                "test_labels."
             )
-        images = f[f"{chosen}_images"]
-        labels = f[f"{chosen}_labels"] if f"{chosen}_labels" in keys else None
+        images = _npz_array(f, path, f"{chosen}_images")
+        labels = (_npz_array(f, path, f"{chosen}_labels")
+                  if f"{chosen}_labels" in keys else None)
         all_labels = [
-            f[k] for k in keys if k.endswith("_labels")
+            _npz_array(f, path, k) for k in sorted(keys)
+            if k.endswith("_labels")
         ]
+    where = f"{path!r} ({chosen}_images)"
     if images.ndim == 3:
         images = images[..., None]
     if images.ndim != 4 or images.shape[-1] not in (1, 3):
@@ -597,7 +681,12 @@ def _load_npz(path, split, channels, name=None):
             f"{path!r}: {chosen}_images must be (n, H, W) or (n, H, W, C) "
             f"with C in (1, 3); got {images.shape}."
         )
-    images = _to_uint8(images, name)
+    if not len(images) or not images.shape[1] or not images.shape[2]:
+        raise ValueError(
+            f"{where} holds no images (shape {images.shape[:3]}): there is "
+            f"nothing to load. {_NPZ_FIX}"
+        )
+    images = _to_uint8(images, name, where=where)
     n = len(images)
     num_classes = None
     if labels is not None and labels.ndim == 2 and labels.shape[1] > 1:
@@ -610,8 +699,7 @@ def _load_npz(path, split, channels, name=None):
         labels = _clean_labels(
             labels, n, name,
             where=f"{path!r} ({chosen}_labels for {chosen}_images)")
-        tops = [int(np.max(a)) for a in all_labels if a.size and (
-            a.ndim == 1 or a.shape[1] == 1)]
+        tops = [t for t in map(_top_label, all_labels) if t is not None]
         num_classes = max(tops) + 1 if tops else None
     else:
         labels = np.full(n, -1, np.int64)
@@ -651,21 +739,46 @@ def _images_under(path):
     return out
 
 
+def _read_annotations(path):
+    """``{file name: class}`` from a Tiny ImageNet ``val_annotations.txt``
+    (``<file>\\t<class>\\t...`` per line); a ``ValueError`` naming it
+    when it is not such a text file."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            lines = f.read().splitlines()
+    except (OSError, UnicodeDecodeError) as e:
+        raise ValueError(
+            f"{path!r} cannot be read as text ({type(e).__name__}: {e}); it "
+            "should list '<file name>\\t<class>' per line (Tiny ImageNet's "
+            "val_annotations.txt). Download it again."
+        ) from e
+    by_file = {}
+    for line in lines:
+        parts = line.strip().split("\t")
+        if len(parts) >= 2 and parts[0] and parts[1]:
+            by_file[parts[0]] = parts[1]
+    return by_file
+
+
 def _scan_split(path):
     """Files and class names of one split folder: ``(files, classes)``
     with ``classes[i]`` the class name of ``files[i]`` (None: unlabelled).
     """
     annotations = os.path.join(path, "val_annotations.txt")
     if os.path.isfile(annotations):  # Tiny ImageNet's val/ layout
-        by_file = {}
-        with open(annotations) as f:
-            for line in f:
-                parts = line.strip().split("\t")
-                if len(parts) >= 2:
-                    by_file[parts[0]] = parts[1]
+        by_file = _read_annotations(annotations)
         folder = os.path.join(path, "images")
         folder = folder if os.path.isdir(folder) else path
         files = _images_under(folder)
+        unlisted = [p for p in files if os.path.basename(p) not in by_file]
+        if unlisted:
+            raise ValueError(
+                f"{annotations!r} gives no class for {len(unlisted)} of the "
+                f"{len(files)} images beside it, e.g. {unlisted[0]!r}. Each "
+                "line must read '<file name>\\t<class>' (Tiny ImageNet's "
+                "val_annotations.txt); download it again, or remove the "
+                "images it does not list."
+            )
         return files, [by_file.get(os.path.basename(p)) for p in files]
     classes = _subdirs(path)
     if classes == ["images"] or not classes:
@@ -682,10 +795,14 @@ def _scan_split(path):
 def _class_names_of(path):
     """Class names of a split folder without listing its files."""
     if os.path.isfile(os.path.join(path, "val_annotations.txt")):
-        with open(os.path.join(path, "val_annotations.txt")) as f:
-            return {ln.split("\t")[1] for ln in f if "\t" in ln}
+        return set(_read_annotations(
+            os.path.join(path, "val_annotations.txt")).values())
     classes = _subdirs(path)
     return set() if classes == ["images"] else set(classes)
+
+
+# PIL's names of the formats tf.io.decode_image reads.
+_DECODABLE = ("PNG", "JPEG", "MPO", "BMP", "GIF")
 
 
 def _inspect(files):
@@ -701,21 +818,46 @@ def _inspect(files):
         from PIL import Image
     except ImportError:  # pragma: no cover - PIL is nearly always there
         Image = None
+    fix = ("Remove or replace it (download or export the dataset again); "
+           "the folder's images must be PNG, JPEG, BMP or GIF files that "
+           "TensorFlow decodes.")
     for p in sample:
         if Image is not None:
             try:
                 with Image.open(p) as im:
-                    mode, size = im.mode, im.size
+                    mode, size, kind = im.mode, im.size, im.format
+                    # PNG: every chunk and its checksum, so that a
+                    # truncated file fails here, not mid-training (no
+                    # pixels are decoded; other formats: the header only).
+                    im.verify()
             except Exception as e:
-                raise ValueError(f"Cannot read image {p!r}: {e}") from e
+                what = ("an empty file" if os.path.isfile(p)
+                        and os.path.getsize(p) == 0 else
+                        "not a readable image (truncated, damaged, or not "
+                        "an image)")
+                raise ValueError(
+                    f"Cannot read image {p!r}: it is {what} "
+                    f"({type(e).__name__}: {e}). {fix}"
+                ) from e
+            if kind not in _DECODABLE:
+                raise ValueError(
+                    f"Cannot read image {p!r}: it holds {kind} data, which "
+                    f"TensorFlow cannot decode. Convert it, e.g. "
+                    f"PIL.Image.open(path).save('image.png'). {fix}"
+                )
             chans.append(1 if mode in ("1", "L", "LA", "I", "I;16", "F")
                          else 3)
             sizes.append((size[1], size[0]))
         else:
             import tensorflow as tf
 
-            img = tf.io.decode_image(tf.io.read_file(p),
-                                     expand_animations=False)
+            try:
+                img = tf.io.decode_image(tf.io.read_file(p),
+                                         expand_animations=False)
+            except Exception as e:
+                raise ValueError(
+                    f"Cannot read image {p!r} ({type(e).__name__}). {fix}"
+                ) from e
             chans.append(1 if img.shape[-1] <= 2 else 3)
             sizes.append(tuple(img.shape[:2]))
     return chans, sizes, len(sample) == len(files)

@@ -337,6 +337,11 @@ def load_idx_split(folder, split="train", prefix=None, name=None):
             f"idx1-ubyte file); it holds {labels.dtype} of shape "
             f"{labels.shape}. Is it an images file under a labels name?"
         )
+    if not len(images) or not images.shape[1] or not images.shape[2]:
+        raise IdxFormatError(
+            f"{files['images']}: holds no images (shape {images.shape}): "
+            f"there is nothing to load. {_REDOWNLOAD}"
+        )
     if len(images) != len(labels):
         raise IdxFormatError(
             f"{files['images']} holds {len(images)} images but "
