@@ -12,6 +12,36 @@ import os
 
 import keras
 
+from keras_adadim import _written
+
+EVALUATION_FILE = "evaluation.json"
+WRITER = "adadim evaluate"
+_REPORT_KEYS = {"source", "dataset", "settings", "evaluation"}
+
+
+def _json_default(value):
+    import numpy as np
+
+    if isinstance(value, (np.floating, np.integer, np.bool_)):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    raise TypeError(f"not JSON-serialisable: {type(value).__name__}")
+
+
+def _legacy_own(directory, name):
+    """An ``evaluation.json`` written before the manifest existed: a JSON
+    object with exactly the keys ``evaluate`` writes (``source``,
+    ``dataset``, ``settings``, ``evaluation``)."""
+    if name != EVALUATION_FILE:
+        return False
+    try:
+        with open(os.path.join(directory, name), encoding="utf-8") as f:
+            data = json.load(f)
+    except (OSError, ValueError):
+        return False
+    return isinstance(data, dict) and set(data) == _REPORT_KEYS
+
 
 def _load_source(source):
     """(encoder, run config or None, run directory or None)."""
@@ -38,13 +68,26 @@ def _load_source(source):
 
 def evaluate(source, dataset=None, data_dir=None, image_size=None,
              eval="all", few_labels=10, probe_epochs=100, knn_k=20, seed=0,
-             output=None, log=print):
+             output=None, log=print, overwrite=False):
     """Evaluate ``source``'s encoder; returns the results dict and writes
-    ``evaluation.json`` to ``output`` (default: the run directory)."""
+    ``evaluation.json`` to ``output`` (default: the run directory).
+
+    ``evaluation.json`` is replaced only when ``evaluate`` wrote it: the
+    output directory's ``.keras_adadim_outputs.json`` records its sha256
+    (an ``evaluation.json`` from before that manifest existed counts as
+    its own when it holds exactly the keys ``evaluate`` writes). Any other
+    ``evaluation.json`` there (the user's, or one edited since) is refused
+    with a ``ValueError`` naming it, before the encoder is evaluated and
+    without changing anything on disk, unless ``overwrite=True``.
+    """
     from keras_adadim import data as data_lib
     from keras_adadim import training
 
     encoder, config, run_dir = _load_source(source)
+    output = output or run_dir
+    if output:
+        _written.check_can_write(output, [EVALUATION_FILE], WRITER,
+                                 overwrite, legacy=_legacy_own)
     if dataset is None:
         if config is None:
             raise ValueError(
@@ -84,11 +127,15 @@ def evaluate(source, dataset=None, data_dir=None, image_size=None,
     training.print_results({"evaluation": results}, log=log)
     report = {"source": source, "dataset": dataset, "settings": settings,
               "evaluation": results}
-    output = output or run_dir
     if output:
-        os.makedirs(output, exist_ok=True)
-        path = os.path.join(output, "evaluation.json")
-        training._atomic_json(path, report)
+        # Again: a file may have appeared while the encoder was evaluated.
+        _written.check_can_write(output, [EVALUATION_FILE], WRITER,
+                                 overwrite, legacy=_legacy_own)
+        with _written.staging(output) as stage:
+            with open(os.path.join(stage, EVALUATION_FILE), "w",
+                      encoding="utf-8") as f:
+                json.dump(report, f, indent=2, default=_json_default)
+            path, = _written.replace_files(output, stage, WRITER)
         log(f"Wrote {path}")
     return report
 

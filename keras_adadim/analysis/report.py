@@ -10,11 +10,23 @@ I/H (Table 1). Markdown or HTML, with the plots beside it as PNG and SVG.
 import html
 import math
 import os
+import re
 
+from keras_adadim import _written
 from keras_adadim.analysis import plots
 from keras_adadim.analysis.correlation import correlation_table
 
 ACCURACY_KEYS = ("linear_top1", "knn_top1", "few_label", "online_probe")
+WRITER = "adadim analyze"
+_TITLE = "AdaDim run report"
+# How each report format begins (see _markdown, _html): how a report from
+# before the manifest is recognised.
+_REPORT_START = {
+    "report.md": f"# {_TITLE}\n",
+    "report.html": "<!doctype html><html><head><meta charset='utf-8'>\n"
+                   f"<title>{_TITLE}</title>",
+}
+_PLOT_NAME = re.compile(r"^(dynamics_.+|h_vs_i)\.(png|svg)$")
 _COMPARABLE = ("dataset", "image_size", "test_split")
 
 
@@ -93,13 +105,65 @@ def _fmt(value, digits=3):
     return str(value)
 
 
+def _read_start(path, size):
+    try:
+        with open(path, encoding="utf-8") as f:
+            return f.read(size)
+    except (OSError, ValueError):
+        return ""
+
+
+def _legacy_own(directory, name):
+    """Whether ``name`` in ``directory`` is ``analyze``'s output from
+    before its manifest existed: a ``report.md`` / ``report.html`` that
+    begins exactly as ``analyze`` writes it, or a plot (``dynamics_*`` /
+    ``h_vs_i``, ``.png`` or ``.svg``) that such a report there shows (the
+    ``.svg`` beside a shown ``.png`` counts too)."""
+    if name in _REPORT_START:
+        start = _REPORT_START[name]
+        return _read_start(os.path.join(directory, name),
+                           len(start)) == start
+    m = _PLOT_NAME.match(name)
+    if not m:
+        return False
+    png = f"{os.path.splitext(name)[0]}.png"
+    for report, start in _REPORT_START.items():
+        path = os.path.join(directory, report)
+        text = _read_start(path, 1 << 20)
+        if text.startswith(start) and (
+                f"]({png})" in text or f"src='{html.escape(png)}'" in text):
+            return True
+    return False
+
+
+def _plot_files(stem):
+    """The files ``plots`` writes for the path ``stem``."""
+    base, ext = os.path.splitext(stem)
+    if ext.lower().lstrip(".") not in plots.FORMATS:
+        base = stem
+    return [f"{base}.{fmt}" for fmt in plots.FORMATS]
+
+
 def analyze(run_dirs, output="analysis", fmt="md",
-            accuracy_key="linear_top1", allow_mixed=False):
+            accuracy_key="linear_top1", allow_mixed=False, overwrite=False):
     """Write the report for ``run_dirs`` into ``output``; returns its path.
+
+    ``output`` gets ``report.md`` (or ``report.html``), ``dynamics_<run>``
+    and ``h_vs_i`` plots (``.png`` and ``.svg``) and
+    ``.keras_adadim_outputs.json``, a manifest of what ``analyze`` wrote
+    there (with each file's sha256). Re-running ``analyze`` into the same
+    directory replaces those files; it refuses, with a ``ValueError``
+    naming them and before writing anything, to replace any other file of
+    those names: a file it did not write, or one changed since it did
+    (``overwrite=True`` replaces them anyway). Files of other names are
+    never touched. A directory written before the manifest existed (no
+    entry for a file) is still recognised: a report that begins as
+    ``analyze`` writes it, and the plots it shows, count as its own.
 
     Raises ``ValueError`` for a directory that is not a finished-epoch run
     (no history), runs that are not comparable (different datasets, unless
-    ``allow_mixed``), a run given twice, or an unknown ``accuracy_key``.
+    ``allow_mixed``), a run given twice, an unknown ``accuracy_key``, or
+    files in ``output`` it may not replace (see above).
     """
     from keras_adadim.training import history_columns
     from keras_adadim.training import read_run
@@ -113,62 +177,83 @@ def analyze(run_dirs, output="analysis", fmt="md",
         raise ValueError("Give at least one run directory.")
     runs = [read_run(d) for d in run_dirs]
     _check_set(runs, allow_mixed)
-    os.makedirs(output, exist_ok=True)
     rows = [summarise(run, accuracy_key) for run in runs]
     names = [r["name"] for r in rows]
     if len(set(names)) != len(names):  # same basename in different parents
         for i, row in enumerate(rows):
             row["name"] = f"{i + 1}:{row['name']}"
 
-    sections = []  # (title, text lines, images)
+    # First what will be written, checked before anything is.
+    plans = []  # (row, plot data or None, file stem)
     for run, row in zip(runs, rows):
         columns = history_columns(run["history"])
         plot = {k: columns[k] for k in
                 ("r_entropy", "mutual_information", "r_uniformity", "alpha")
                 if k in columns}
-        images, notes = [], []
         if plot:
             plot["epoch"] = [e + 1 for e in columns["epoch"]]
-            stem = os.path.join(output, f"dynamics_{_safe(row['name'])}")
-            _, paths = plots.training_dynamics(plot, path=stem)
-            images.append(os.path.basename(paths[0]))
-        else:
-            notes.append("No H(R) / I(R; Z) / alpha in this run's history "
-                         "(run without RepresentationMonitor).")
-        sections.append((f"Run {row['name']}", notes, images))
-
-    across_notes, across_images, table = [], [], None
+        plans.append((row, plot or None, f"dynamics_{_safe(row['name'])}"))
     complete = [r for r in rows
                 if r["H(R)"] is not None and r["I(R;Z)"] is not None
                 and r["accuracy"] is not None]
     missing = [r["name"] for r in rows if r not in complete]
-    if len(rows) > 1:
-        if missing:
-            across_notes.append(
-                f"Left out of the comparison (no H(R), I(R; Z) or "
-                f"{accuracy_key}): {', '.join(missing)}.")
-        if len(complete) >= 2:
-            _, paths = plots.h_vs_i(
-                complete, path=os.path.join(output, "h_vs_i"),
-                accuracy_key="accuracy")
-            across_images.append(os.path.basename(paths[0]))
-        if len(complete) >= 3:
-            try:
-                table = correlation_table(complete)
-            except ValueError as e:
-                across_notes.append(f"No correlation table: {e}")
-        else:
-            across_notes.append(
-                "The correlation table needs at least 3 runs with "
-                "diagnostics and accuracy.")
+    with_h_vs_i = len(rows) > 1 and len(complete) >= 2
+    report_name = f"report.{fmt}"
+    targets = [report_name]
+    for _, plot, stem in plans:
+        if plot:
+            targets += _plot_files(stem)
+    if with_h_vs_i:
+        targets += _plot_files("h_vs_i")
+    _written.check_can_write(output, targets, WRITER, overwrite,
+                             legacy=_legacy_own)
 
-    path = os.path.join(output, f"report.{fmt}")
-    writer = _markdown if fmt == "md" else _html
-    text = writer(rows, sections, across_notes, across_images, table,
-                  accuracy_key)
-    with open(path, "w", encoding="utf-8") as f:
-        f.write(text)
-    return path
+    with _written.staging(output) as stage:
+        sections = []  # (title, text lines, images)
+        for row, plot, stem in plans:
+            images, notes = [], []
+            if plot:
+                _, paths = plots.training_dynamics(
+                    plot, path=os.path.join(stage, stem))
+                images.append(os.path.basename(paths[0]))
+            else:
+                notes.append("No H(R) / I(R; Z) / alpha in this run's "
+                             "history (run without RepresentationMonitor).")
+            sections.append((f"Run {row['name']}", notes, images))
+
+        across_notes, across_images, table = [], [], None
+        if len(rows) > 1:
+            if missing:
+                across_notes.append(
+                    f"Left out of the comparison (no H(R), I(R; Z) or "
+                    f"{accuracy_key}): {', '.join(missing)}.")
+            if with_h_vs_i:
+                _, paths = plots.h_vs_i(
+                    complete, path=os.path.join(stage, "h_vs_i"),
+                    accuracy_key="accuracy")
+                across_images.append(os.path.basename(paths[0]))
+            if len(complete) >= 3:
+                try:
+                    table = correlation_table(complete)
+                except ValueError as e:
+                    across_notes.append(f"No correlation table: {e}")
+            else:
+                across_notes.append(
+                    "The correlation table needs at least 3 runs with "
+                    "diagnostics and accuracy.")
+
+        writer = _markdown if fmt == "md" else _html
+        text = writer(rows, sections, across_notes, across_images, table,
+                      accuracy_key)
+        with open(os.path.join(stage, report_name), "w",
+                  encoding="utf-8") as f:
+            f.write(text)
+        unplanned = sorted(set(os.listdir(stage)) - set(targets))
+        if unplanned:  # not expected; still never replace a foreign file
+            _written.check_can_write(output, unplanned, WRITER, overwrite,
+                                     legacy=_legacy_own)
+        _written.replace_files(output, stage, WRITER)
+    return os.path.join(output, report_name)
 
 
 def _safe(name):
@@ -190,7 +275,7 @@ def _correlation_rows(table):
 
 
 def _markdown(rows, sections, across_notes, across_images, table, acc_key):
-    lines = ["# AdaDim run report", "",
+    lines = [f"# {_TITLE}", "",
              f"Accuracy: `{acc_key}` on each run's test split. H(R), I(R; Z),"
              " ER and uniformity: the last RepresentationMonitor measurement "
              "(held-out data).", "",
@@ -218,7 +303,7 @@ def _markdown(rows, sections, across_notes, across_images, table, acc_key):
 def _html(rows, sections, across_notes, across_images, table, acc_key):
     e = html.escape
     parts = ["<!doctype html><html><head><meta charset='utf-8'>",
-             "<title>AdaDim run report</title><style>body{font-family:"
+             f"<title>{_TITLE}</title><style>body{{font-family:"
              "sans-serif;max-width:1100px;margin:auto}table{border-collapse:"
              "collapse}td,th{border:1px solid #ccc;padding:3px 8px}"
              "img{max-width:100%}</style></head><body>",
