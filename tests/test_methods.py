@@ -222,3 +222,196 @@ def test_bad_method_arguments_are_refused():
         model.compile(optimizer="sgd")
         x = np.zeros((8, 8, 8, 1), "float32")
         model.fit((x, x), batch_size=4, callbacks=[ka.AlphaUpdater()], verbose=0)
+
+
+# ------------------------------------------------- the shared method parts
+# The teacher / predictor / forward / targets code BYOL, MoCo v3, NNCLR,
+# SimSiam and AdaDim share lives in `Method` (keras_adadim.methods.base);
+# these pin what each method computed with its own copy of it before.
+SNAPSHOT = {"byol": ("byol", {"predictor_hidden_dim": 32}),
+            "mocov3": ("mocov3", {"predictor_hidden_dim": 32}),
+            "nnclr": ("nnclr", {"predictor_hidden_dim": 32, "queue_size": 48}),
+            "simsiam": ("simsiam", {"predictor_hidden_dim": 32}),
+            "barlow_twins": ("barlow_twins", {}),
+            "adadim+momentum": ("adadim", {"momentum": 0.99, "alpha": 0.5})}
+# Losses of the snapshot models on fixed inputs, recorded on TensorFlow
+# (CPU) with the methods' code before the shared parts were factored out:
+# (untrained, after 2 epochs of 2 steps).
+RECORDED = {"byol": (4.058689117431641, 4.0083465576171875),
+            "mocov3": (2.238734483718872, 2.20654034614563),
+            "nnclr": (3.176985502243042, 3.058905839920044),
+            "simsiam": (-0.0440860390663147, -0.12802162766456604),
+            "barlow_twins": (1.1609501838684082, 0.6305080652236938),
+            "adadim+momentum": (31.126554489135742, 29.112796783447266)}
+# get_config keys and the method's saved sub-layers (by attribute name in
+# model.weights.h5).
+CONFIG_KEYS = {
+    "byol": {"base_momentum", "final_momentum", "predictor_hidden_dim", "predictor"},
+    "mocov3": {"temperature", "base_momentum", "final_momentum",
+               "predictor_hidden_dim", "predictor"},
+    "nnclr": {"temperature", "queue_size", "seed", "predictor_hidden_dim", "predictor"},
+    "simsiam": {"predictor_hidden_dim", "predictor"},
+    "barlow_twins": {"lambda_", "scale"},
+}
+SAVED_PARTS = {"byol": {"predictor", "teacher"}, "mocov3": {"predictor", "teacher"},
+               "nnclr": {"predictor", "support"}, "simsiam": {"predictor"},
+               "barlow_twins": set(), "adadim+momentum": {"teacher"}}
+
+
+def snapshot_model(name):
+    method, kwargs = SNAPSHOT[name]
+    keras.utils.set_random_seed(1)
+    model = ka.AdaDimModel(small_cnn_encoder((8, 8, 1), width=4), mlp_projector(32, 16),
+                           method=get_method(method, **kwargs), num_classes=10)
+    model.compile(optimizer=keras.optimizers.Adam(1e-3))
+    return model
+
+
+def snapshot_views():
+    x1 = np.random.default_rng(0).random((16, 8, 8, 1)).astype("float32")
+    return x1, np.roll(x1, 1, 2), np.arange(16) % 10
+
+
+def snapshot_loss(model, v):
+    with keras.StatelessScope():
+        out = model(v, training=True)
+        return float(np_(model.compute_loss(y_pred=out, training=False)))
+
+
+@pytest.mark.skipif(keras.backend.backend() != "tensorflow",
+                    reason="recorded on TensorFlow (initial weights are per backend)")
+@pytest.mark.parametrize("name", list(SNAPSHOT))
+def test_shared_parts_give_the_losses_recorded_before(name):
+    x1, x2, y = snapshot_views()
+    model = snapshot_model(name)
+    before, after = RECORDED[name]
+    assert snapshot_loss(model, (x1, x2)) == pytest.approx(before, rel=1e-5)
+    model.fit((x1, x2), y, batch_size=8, epochs=2, shuffle=False, verbose=0)
+    assert snapshot_loss(model, (x1, x2)) == pytest.approx(after, rel=1e-4)
+
+
+@pytest.mark.parametrize("name", list(SNAPSHOT))
+def test_shared_parts_keep_config_keys_and_saved_layout(name, tmp_path):
+    import zipfile
+
+    import h5py
+
+    model = snapshot_model(name)
+    model(snapshot_views()[:2])
+    keys = set(model.method.get_config()) - {"name", "trainable", "dtype"}
+    if name in CONFIG_KEYS:
+        assert keys == CONFIG_KEYS[name]
+    model.optimizer.build(model.trainable_variables)
+    path = str(tmp_path / "m.keras")
+    model.save(path)
+    with zipfile.ZipFile(path) as z:
+        (tmp_path / "w.h5").write_bytes(z.read("model.weights.h5"))
+    # Keras saves the method under its class name in snake case.
+    key = {"BYOL": "byol", "MoCoV3": "mo_co_v3", "NNCLR": "nnclr", "SimSiam": "sim_siam",
+           "BarlowTwins": "barlow_twins", "AdaDim": "ada_dim"}[type(model.method).__name__]
+    with h5py.File(tmp_path / "w.h5", "r") as f:
+        parts = {k for k in f["layers"][key] if k != "vars"}
+    assert parts == SAVED_PARTS[name]  # the method's attribute names
+    restored = keras.models.load_model(path)
+    assert restored.method.get_config().keys() == model.method.get_config().keys()
+
+
+@pytest.mark.parametrize("name", ["byol", "mocov3", "adadim+momentum"])
+def test_shared_teacher_targets_are_the_moved_teacher_on_the_views(name):
+    """In training, `targets` moves the teacher by one EMA step (momentum on
+    the cosine schedule) and returns its stop-gradient (r, z) of each view;
+    `forward` runs the predictor on the online embedding."""
+    from keras_adadim.methods.components import cosine_momentum
+
+    x1, x2, _ = snapshot_views()
+    model = snapshot_model(name)
+    method, teacher = model.method, model.method.teacher
+    out = model((x1, x2), training=True)
+    online = [np_(w).copy() for w in model.encoder.trainable_weights]
+    target = [np_(w).copy() for w in teacher.encoder.trainable_weights]
+    progress = model.progress()
+    rows = model.step_rows(out, training=True)
+    tau = float(np_(cosine_momentum(teacher.base_momentum, teacher.final_momentum, progress)))
+    assert tau == pytest.approx(teacher.base_momentum)
+    for o, t, now in zip(online, target, teacher.encoder.trainable_weights):
+        np.testing.assert_allclose(np_(now), tau * t + (1 - tau) * o, rtol=1e-5, atol=1e-7)
+    for i, x in ((1, x1), (2, x2)):
+        with keras.StatelessScope():  # leave the batch-norm statistics alone
+            r = teacher.encoder(x, training=True)
+            z = teacher.projector(r, training=True)
+        np.testing.assert_allclose(np_(rows[f"r{i}t"]), np_(r), rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(np_(rows[f"z{i}t"]), np_(z), rtol=1e-5, atol=1e-6)
+    if method.predictor is not None:
+        with keras.StatelessScope():
+            p = method.predictor(out["z1"], training=True)
+        np.testing.assert_allclose(np_(out["p1"]), np_(p), rtol=1e-5, atol=1e-6)
+    if "momentum" in method.log_names:
+        logged = method.logs(ka.methods.Step(True, progress))["momentum"]
+        assert float(np_(logged)) == pytest.approx(tau)
+
+
+def test_cosine_decay_factor_is_the_one_cosine_schedule():
+    from keras_adadim.methods.components import cosine_decay_factor
+    from keras_adadim.methods.components import cosine_momentum
+
+    for p in (0.0, 0.25, 0.5, 0.9, 1.0):
+        f = float(np_(cosine_decay_factor(ops.convert_to_tensor(p, "float32"))))
+        assert f == pytest.approx((np.cos(np.pi * p) + 1) / 2, abs=1e-6)
+        assert float(np_(cosine_momentum(0.99, 1.0, p))) == pytest.approx(
+            1.0 - 0.01 * f, abs=1e-6)
+    method = ka.methods.AdaDim(alpha="cosine")
+    method.combine({"vicreg": 0.0, "nce": 0.0, "mut": 0.0},
+                   ka.methods.Step(True, ops.convert_to_tensor(0.25, "float32")))
+    assert float(np_(method.alpha)) == pytest.approx((1 - np.cos(np.pi / 4)) / 2, abs=1e-6)
+
+
+def test_teacher_variables_stay_out_of_the_optimizer_with_the_kept_set():
+    """The model keeps the set of teacher variables (it is read every step
+    on PyTorch) and drops it once after the first call, which builds the
+    teacher copies of networks that had no input shape: the optimizer then
+    gets exactly the online variables, as when the set was recomputed on
+    every access."""
+    from keras_adadim.models import heads
+
+    keras.utils.set_random_seed(2)
+    encoder = keras.Sequential([keras.layers.Conv2D(4, 3),
+                                keras.layers.BatchNormalization(),
+                                keras.layers.GlobalAveragePooling2D()])
+    projector = keras.Sequential([keras.layers.Dense(8)])
+    method = ka.methods.BYOL(predictor=heads.predictor(hidden_dim=8, output_dim=8))
+    model = ka.AdaDimModel(encoder, projector, method=method)
+    teacher = method.teacher
+    assert teacher.variables == []  # nothing to copy yet
+    assert model.trainable_variables == []  # (computed before the first call)
+    calls = []
+    real = method.frozen_variables
+
+    def counted():
+        calls.append(1)
+        return real()
+
+    method.frozen_variables = counted
+    x1, x2, _ = snapshot_views()
+    model((x1[:8], x2[:8]))
+    assert teacher.variables  # built by the first call
+
+    def recomputed(attr):  # what the properties gave before the set was kept
+        frozen = {id(v) for v in real()}
+        every = getattr(keras.Model, attr).fget(model)
+        if attr.startswith("non_"):
+            return [v for v in (model.weights if attr.endswith("weights") else model.variables)
+                    if not v.trainable or id(v) in frozen]
+        return [v for v in every if id(v) not in frozen]
+
+    for attr in ("trainable_variables", "trainable_weights",
+                 "non_trainable_variables", "non_trainable_weights"):
+        assert [v.path for v in getattr(model, attr)] == [v.path for v in recomputed(attr)], attr
+    teacher_ids = {id(v) for v in teacher.variables}
+    assert not teacher_ids & {id(v) for v in model.trainable_variables}
+    assert teacher_ids <= {id(v) for v in model.non_trainable_variables}
+    model.compile(optimizer=keras.optimizers.Adam(1e-3))
+    model.fit((x1, x2), batch_size=8, epochs=2, verbose=0, steps_per_epoch=2)
+    assert len(model.optimizer.variables) == 2 * len(model.trainable_variables) + 2
+    assert len(calls) == 1, "the set was recomputed after the first call"
+    # The teacher moved only by EMA: still not equal to the online weights.
+    assert not np.allclose(np_(teacher.encoder.weights[0]), np_(model.encoder.weights[0]))

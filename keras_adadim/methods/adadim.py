@@ -13,6 +13,7 @@ from keras_adadim.losses.nt_xent import nt_xent
 from keras_adadim.losses.vicreg import vicreg
 from keras_adadim.methods import base
 from keras_adadim.methods.components import EMATeacher
+from keras_adadim.methods.components import cosine_decay_factor
 from keras_adadim.metrics.spectrum import check_rank_definition
 from keras_adadim.metrics.spectrum import effective_rank_of
 
@@ -144,7 +145,7 @@ class AdaDim(base.Method):
     def _alpha_beta(self, step):
         if self.alpha_mode in ("cosine", "linear") and step.training:
             p = step.progress
-            alpha = p if self.alpha_mode == "linear" else (1.0 - ops.cos(math.pi * p)) / 2.0
+            alpha = p if self.alpha_mode == "linear" else 1.0 - cosine_decay_factor(p)
             self.alpha.assign(alpha)
             self.beta.assign(self.beta_for(alpha))
         alpha = ops.convert_to_tensor(self.alpha)
@@ -163,22 +164,8 @@ class AdaDim(base.Method):
         return float(ops.convert_to_numpy(er)) / min(n, f)
 
     # ---------------------------------------------------------- the step
-    def setup(self, encoder, projector):
-        if self.teacher is not None:
-            self.teacher.setup(encoder, projector)
-
-    def forward(self, views, encoder, projector, training):
-        return base.two_views_online(views, encoder, projector, self.predictor, training)
-
-    def ensure_built(self, rows, views):
-        if self.teacher is not None:
-            self.teacher.ensure_built(views[0].shape, rows["r1"].shape)
-
-    def targets(self, rows, views, encoder, projector, step):
-        if self.teacher is None:
-            return {}
-        return base.teacher_targets(self.teacher, views, encoder, projector, step)
-
+    # setup, forward, ensure_built and targets: Method's defaults for the
+    # optional momentum branch (`self.teacher`) and `self.predictor`.
     def _uses(self):
         """Which terms the configuration needs (static: SimCLR never pays for
         VICReg or L_mut)."""
@@ -258,10 +245,6 @@ class AdaDim(base.Method):
             "predictor": None if self.predictor is None else ser(self.predictor),
             "rank_definition": self.rank_definition,
         }
-
-    @classmethod
-    def from_config(cls, config):
-        return cls(**base.deserialize_heads(config, ("predictor",)))
 
 
 def _check_range(name, value, low, high, high_open=False):

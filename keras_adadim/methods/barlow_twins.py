@@ -35,9 +35,6 @@ class BarlowTwins(base.Method):
                 f"{lambda_} and {scale}.")
         self.built = True
 
-    def forward(self, views, encoder, projector, training):
-        return base.two_views_online(views, encoder, projector, None, training)
-
     def loss_terms(self, rows, step=None):
         return {"barlow_twins": barlow_twins(
             rows["z1"], rows["z2"], self.lambda_, self.scale)}

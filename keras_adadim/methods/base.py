@@ -23,9 +23,29 @@ online probe reads them); ``valid`` and ``views`` are the model's names.
 
 ``step`` is a :class:`Step`: ``training`` (bool) and ``progress`` (fraction
 of the planned training steps done, a float32 scalar tensor).
+
+**Shared parts.** A method declares the parts it shares with others by
+setting them in ``__init__``, and the default steps of :class:`Method` use
+them, so a method's own file holds only what makes it that method (its loss,
+defaults and settings):
+
+- ``self.teacher``: an :class:`~keras_adadim.methods.components.EMATeacher`
+  of encoder -> projector (BYOL, MoCo v3, AdaDim with ``momentum``).
+  ``setup`` copies the networks, ``ensure_built`` builds the copies,
+  ``targets`` moves it and adds ``r1t, r2t, z1t, z2t``, ``logs`` reports
+  its momentum when ``"momentum"`` is in ``log_names``, and the model keeps
+  its weights out of the optimizer (``frozen_variables``).
+- ``self.predictor``: a head on the online embedding, run by ``forward``
+  (``p1, p2``); with ``self.predictor_hidden_dim`` set and no predictor
+  given, ``setup`` makes the default one (:func:`default_predictor`).
+
+:func:`parts_config` gives these parts' ``get_config`` entries, and
+``Method.from_config`` deserialises a saved ``predictor``.
 """
 
 import keras
+
+from keras_adadim.methods.components import EMATeacher
 
 
 class Step:
@@ -56,19 +76,37 @@ class Method(keras.layers.Layer):
     adaptive = False
     # True when `targets` adds a target branch (it then gets the views).
     has_targets = False
+    # The shared parts a method may declare in `__init__` (module docstring):
+    # `self.teacher`, `self.predictor` and `self.predictor_hidden_dim`. Read
+    # with `getattr(self, name, None)`: on PyTorch a layer is a torch
+    # Module, whose sub-layers a class attribute `teacher = None` would hide.
+    predictor_hidden_dim = None
 
     def setup(self, encoder, projector):
         """Called once by the model with its networks, before the first
-        call: create what depends on them (teacher copies, predictor)."""
+        call: create what depends on them. Default: the declared teacher's
+        copies, then the default predictor when one is declared but not
+        given."""
+        if _teacher(self) is not None:
+            self.teacher.setup(encoder, projector)
+        if _predictor(self) is None and self.predictor_hidden_dim is not None:
+            self.predictor = default_predictor(
+                None, self.predictor_hidden_dim, encoder, projector,
+                type(self).__name__)
 
     def forward(self, views, encoder, projector, training):
-        raise NotImplementedError
+        """The online branch. Default: ``r1, r2, z1, z2`` of the first two
+        views, and ``p1, p2`` when the method has a predictor."""
+        return two_views_online(views, encoder, projector, _predictor(self), training)
 
     def targets(self, rows, views, encoder, projector, step):
         """The target branch (teacher) of a step; runs in ``compute_loss``,
         outside the mixed-precision autocast of ``call``, so EMA weights stay
-        float32. Default: none."""
-        return {}
+        float32. Default: the declared teacher's ``r1t, r2t, z1t, z2t``
+        (moved first, in training), else none."""
+        if _teacher(self) is None:
+            return {}
+        return teacher_targets(self.teacher, views, encoder, projector, step)
 
     def loss_terms(self, rows, step):
         raise NotImplementedError
@@ -78,7 +116,11 @@ class Method(keras.layers.Layer):
         return sum(terms[name] for name in self.term_names)
 
     def logs(self, step):
-        """Scalars to log besides the terms (names in ``log_names``)."""
+        """Scalars to log besides the terms (names in ``log_names``).
+        Default: the teacher's EMA momentum as ``momentum``, when that name
+        is declared."""
+        if _teacher(self) is not None and "momentum" in self.log_names:
+            return {"momentum": self.teacher.momentum(step.progress)}
         return {}
 
     def update_state(self, rows, step, valid):
@@ -87,7 +129,9 @@ class Method(keras.layers.Layer):
 
     def ensure_built(self, rows, views):
         """Create state whose shape depends on the data (called in the
-        model's first, building call)."""
+        model's first, building call). Default: build the teacher's copies."""
+        if _teacher(self) is not None:
+            self.teacher.ensure_built(views[0].shape, rows["r1"].shape)
 
     def build(self, input_shape=None):
         self.built = True
@@ -95,10 +139,12 @@ class Method(keras.layers.Layer):
     def frozen_variables(self):
         """Variables the optimizer must not train although batch norm must
         treat their layers as trainable: an EMA teacher's."""
-        from keras_adadim.methods.components import EMATeacher
-
         return [v for layer in self._flatten_layers()
                 if isinstance(layer, EMATeacher) for v in layer.variables]
+
+    @classmethod
+    def from_config(cls, config):
+        return super().from_config(deserialize_heads(config, ("predictor",)))
 
 
 def embedding_dim(encoder, projector):
@@ -117,7 +163,8 @@ def embedding_dim(encoder, projector):
 def default_predictor(predictor, hidden_dim, encoder, projector, method):
     """``predictor`` if given, else the BYOL-style head
     (``keras_adadim.models.heads.predictor``) of ``hidden_dim`` mapping the
-    embedding size to itself."""
+    embedding size to itself; ``method`` names the method in the error
+    raised when that size is unknown."""
     if predictor is not None:
         return predictor
     # Imported here: keras_adadim.models imports the methods.
@@ -132,6 +179,31 @@ def default_predictor(predictor, hidden_dim, encoder, projector, method):
             "`predictor=keras_adadim.models.heads.predictor(output_dim=F)`."
         )
     return heads.predictor(hidden_dim=int(hidden_dim), output_dim=dim)
+
+
+def parts_config(method):
+    """The ``get_config`` entries of a method's declared shared parts: the
+    teacher's ``base_momentum`` and ``final_momentum``, the default
+    predictor's ``predictor_hidden_dim`` and the (serialised) ``predictor``."""
+    config = {}
+    if _teacher(method) is not None:
+        config["base_momentum"] = method.teacher.base_momentum
+        config["final_momentum"] = method.teacher.final_momentum
+    if method.predictor_hidden_dim is not None:
+        config["predictor_hidden_dim"] = method.predictor_hidden_dim
+        predictor = _predictor(method)
+        config["predictor"] = (
+            None if predictor is None
+            else keras.saving.serialize_keras_object(predictor))
+    return config
+
+
+def _teacher(method):
+    return getattr(method, "teacher", None)
+
+
+def _predictor(method):
+    return getattr(method, "predictor", None)
 
 
 def two_views_online(views, encoder, projector, predictor, training):

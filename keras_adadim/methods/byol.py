@@ -19,7 +19,8 @@ class BYOL(base.Method):
     tau = 1 - (1 - tau_base)(cos(pi k / K) + 1) / 2 from ``base_momentum``
     to ``final_momentum`` (0.99 -> 1.0: solo-learn's CIFAR
     ``byol.yaml``, also its ``proj_output_dim`` 256 and predictor hidden
-    size 4096). Logged term: ``byol``; also ``momentum`` (tau).
+    size 4096). Logged term: ``byol``; also ``momentum`` (tau). The teacher
+    and predictor are the shared parts of ``keras_adadim.methods.base``.
 
     Args:
         base_momentum, final_momentum: the EMA schedule's ends.
@@ -41,36 +42,10 @@ class BYOL(base.Method):
         self.predictor = predictor
         self.built = True
 
-    def setup(self, encoder, projector):
-        self.teacher.setup(encoder, projector)
-        self.predictor = base.default_predictor(
-            self.predictor, self.predictor_hidden_dim, encoder, projector, "BYOL")
-
-    def forward(self, views, encoder, projector, training):
-        return base.two_views_online(views, encoder, projector, self.predictor, training)
-
-    def ensure_built(self, rows, views):
-        self.teacher.ensure_built(views[0].shape, rows["r1"].shape)
-
-    def targets(self, rows, views, encoder, projector, step):
-        return base.teacher_targets(self.teacher, views, encoder, projector, step)
-
     def loss_terms(self, rows, step=None):
         loss = (2.0 + 2.0 * negative_cosine_similarity(rows["p1"], rows["z2t"])) + (
             2.0 + 2.0 * negative_cosine_similarity(rows["p2"], rows["z1t"]))
         return {"byol": loss}
 
-    def logs(self, step):
-        return {"momentum": self.teacher.momentum(step.progress)}
-
     def get_config(self):
-        ser = keras.saving.serialize_keras_object
-        return {**super().get_config(),
-                "base_momentum": self.teacher.base_momentum,
-                "final_momentum": self.teacher.final_momentum,
-                "predictor_hidden_dim": self.predictor_hidden_dim,
-                "predictor": None if self.predictor is None else ser(self.predictor)}
-
-    @classmethod
-    def from_config(cls, config):
-        return cls(**base.deserialize_heads(config, ("predictor",)))
+        return {**super().get_config(), **base.parts_config(self)}

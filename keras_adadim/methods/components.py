@@ -1,7 +1,9 @@
 """Reusable pieces of self-supervised methods: an EMA teacher with the cosine
-momentum schedule, a FIFO feature queue and the default predictor head.
-Each is a Keras layer, so its weights and state are tracked, saved in
-``.keras`` files and restored on resume."""
+momentum schedule and a FIFO feature queue, each a Keras layer (so its
+weights and state are tracked, saved in ``.keras`` files and restored on
+resume), and the cosine schedule factor they and the model share. The
+default predictor head is made by ``keras_adadim.methods.base`` (from
+``keras_adadim.models.heads``)."""
 
 import math
 
@@ -9,14 +11,19 @@ import keras
 from keras import ops
 
 
+def cosine_decay_factor(progress):
+    """(cos(pi p) + 1) / 2 for training progress p in [0, 1]: 1 at the
+    start, 0 at the end, half-cosine in between. The one cosine schedule of
+    the library: the EMA momentum (:func:`cosine_momentum`), AdaDim's
+    ``alpha="cosine"`` (1 minus it) and the online probe's learning rate."""
+    return (ops.cos(math.pi * progress) + 1.0) / 2.0
+
+
 def cosine_momentum(base, final, progress):
     """tau = final - (final - base) (cos(pi p) + 1) / 2 for training progress
     p in [0, 1] (BYOL, Grill et al. 2020, Sec. 3.2; solo-learn's
     ``MomentumUpdater``): ``base`` at the start, ``final`` at the end."""
-    cosine = (ops.cos(math.pi * progress) + 1.0) / 2.0
-    return final - (final - base) * cosine
-
-
+    return final - (final - base) * cosine_decay_factor(progress)
 
 
 @keras.saving.register_keras_serializable(package="keras_adadim")
@@ -33,7 +40,8 @@ class EMATeacher(keras.layers.Layer):
     does not touch); inference-mode batch norm in the teacher lets BYOL
     collapse. The copies' weights are "trainable" for batch norm's sake,
     but the model excludes them from the optimizer
-    (``Method.frozen_variables``).
+    (``Method.frozen_variables``). A method declares one as
+    ``self.teacher`` (see ``keras_adadim.methods.base``).
 
     Args:
         base_momentum: tau at the start of training (BYOL/MoCo v3 on
@@ -120,7 +128,7 @@ class FeatureQueue(keras.layers.Layer):
         dim = int(feature_shape[-1])
         self.queue = self.add_weight(
             name="queue", shape=(self.size, dim), dtype="float32",
-            initializer=_unit_rows(self.seed), trainable=False,
+            initializer=_UnitRows(self.seed), trainable=False,
         )
 
     def push(self, rows, keep=True):
@@ -139,7 +147,9 @@ class FeatureQueue(keras.layers.Layer):
         return {**super().get_config(), "size": self.size, "seed": self.seed}
 
 
-class _unit_rows(keras.initializers.Initializer):
+class _UnitRows(keras.initializers.Initializer):
+    """Rows drawn from a seeded standard normal, L2-normalised."""
+
     def __init__(self, seed):
         self.seed = seed
 

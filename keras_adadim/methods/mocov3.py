@@ -18,7 +18,8 @@ class MoCoV3(base.Method):
     ``ctr`` scaled by 2 tau; :func:`keras_adadim.losses.info_nce`.)
     Defaults from solo-learn's CIFAR ``mocov3.yaml``: temperature 0.2,
     momentum 0.99 -> 1.0, projector output 256, predictor hidden 4096.
-    Logged term: ``mocov3``; also ``momentum``.
+    Logged term: ``mocov3``; also ``momentum``. The teacher and predictor
+    are the shared parts of ``keras_adadim.methods.base``.
 
     Args:
         temperature: tau.
@@ -44,38 +45,12 @@ class MoCoV3(base.Method):
         self.predictor = predictor
         self.built = True
 
-    def setup(self, encoder, projector):
-        self.teacher.setup(encoder, projector)
-        self.predictor = base.default_predictor(
-            self.predictor, self.predictor_hidden_dim, encoder, projector, "MoCo v3")
-
-    def forward(self, views, encoder, projector, training):
-        return base.two_views_online(views, encoder, projector, self.predictor, training)
-
-    def ensure_built(self, rows, views):
-        self.teacher.ensure_built(views[0].shape, rows["r1"].shape)
-
-    def targets(self, rows, views, encoder, projector, step):
-        return base.teacher_targets(self.teacher, views, encoder, projector, step)
-
     def loss_terms(self, rows, step=None):
         t = self.temperature
         loss = 2.0 * t * (info_nce(rows["p1"], rows["z2t"], t)
                           + info_nce(rows["p2"], rows["z1t"], t))
         return {"mocov3": loss}
 
-    def logs(self, step):
-        return {"momentum": self.teacher.momentum(step.progress)}
-
     def get_config(self):
-        ser = keras.saving.serialize_keras_object
-        return {**super().get_config(),
-                "temperature": self.temperature,
-                "base_momentum": self.teacher.base_momentum,
-                "final_momentum": self.teacher.final_momentum,
-                "predictor_hidden_dim": self.predictor_hidden_dim,
-                "predictor": None if self.predictor is None else ser(self.predictor)}
-
-    @classmethod
-    def from_config(cls, config):
-        return cls(**base.deserialize_heads(config, ("predictor",)))
+        return {**super().get_config(), "temperature": self.temperature,
+                **base.parts_config(self)}

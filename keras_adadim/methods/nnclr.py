@@ -21,7 +21,8 @@ class NNCLR(base.Method):
     Defaults from solo-learn's CIFAR ``nnclr.yaml``: temperature 0.2, queue
     65,536, projector output 256, predictor hidden 4096. On small data use
     a queue of at most a few epochs' embeddings (the digits preset: 512).
-    Logged term: ``nnclr``.
+    Logged term: ``nnclr``. The predictor is the shared part of
+    ``keras_adadim.methods.base``.
 
     Args:
         temperature: tau.
@@ -45,13 +46,6 @@ class NNCLR(base.Method):
         self.predictor = predictor
         self.built = True
 
-    def setup(self, encoder, projector):
-        self.predictor = base.default_predictor(
-            self.predictor, self.predictor_hidden_dim, encoder, projector, "NNCLR")
-
-    def forward(self, views, encoder, projector, training):
-        return base.two_views_online(views, encoder, projector, self.predictor, training)
-
     def ensure_built(self, rows, views):
         if not self.support.built:
             self.support.build(rows["z1"].shape)
@@ -65,14 +59,8 @@ class NNCLR(base.Method):
             self.support.push(rows["z1"], keep=valid)
 
     def get_config(self):
-        ser = keras.saving.serialize_keras_object
         return {**super().get_config(),
                 "temperature": self.temperature,
                 "queue_size": self.support.size,
                 "seed": self.support.seed,
-                "predictor_hidden_dim": self.predictor_hidden_dim,
-                "predictor": None if self.predictor is None else ser(self.predictor)}
-
-    @classmethod
-    def from_config(cls, config):
-        return cls(**base.deserialize_heads(config, ("predictor",)))
+                **base.parts_config(self)}

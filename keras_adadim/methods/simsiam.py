@@ -15,7 +15,8 @@ class SimSiam(base.Method):
 
     (Chen & He, 2021, Eqs. 1-4; solo-learn's ``simsiam.py``.) The CIFAR
     settings of solo-learn's ``simsiam.yaml``: projector 2048 -> 2048,
-    predictor hidden size 512. Logged term: ``simsiam`` (-1 at best).
+    predictor hidden size 512. Logged term: ``simsiam`` (-1 at best). The
+    predictor is the shared part of ``keras_adadim.methods.base``.
 
     Args:
         predictor_hidden_dim: hidden width of the default predictor (512).
@@ -31,13 +32,6 @@ class SimSiam(base.Method):
         self.predictor = predictor
         self.built = True
 
-    def setup(self, encoder, projector):
-        self.predictor = base.default_predictor(
-            self.predictor, self.predictor_hidden_dim, encoder, projector, "SimSiam")
-
-    def forward(self, views, encoder, projector, training):
-        return base.two_views_online(views, encoder, projector, self.predictor, training)
-
     def loss_terms(self, rows, step=None):
         sg = ops.stop_gradient
         loss = 0.5 * negative_cosine_similarity(rows["p1"], sg(rows["z2"])) + (
@@ -45,11 +39,4 @@ class SimSiam(base.Method):
         return {"simsiam": loss}
 
     def get_config(self):
-        ser = keras.saving.serialize_keras_object
-        return {**super().get_config(),
-                "predictor_hidden_dim": self.predictor_hidden_dim,
-                "predictor": None if self.predictor is None else ser(self.predictor)}
-
-    @classmethod
-    def from_config(cls, config):
-        return cls(**base.deserialize_heads(config, ("predictor",)))
+        return {**super().get_config(), **base.parts_config(self)}

@@ -15,6 +15,7 @@ from keras_adadim.methods import Method
 from keras_adadim.methods import Step
 from keras_adadim.methods import get_method
 from keras_adadim.methods.adadim import ALPHA_MODES  # noqa: F401 (public)
+from keras_adadim.methods.components import cosine_decay_factor
 from keras_adadim.models.online_probe import OnlineLinearProbe
 
 # Outputs of `call` that are not a method's per-sample rows.
@@ -110,6 +111,11 @@ class AdaDimModel(keras.Model):
         self.projector = projector
         self.method = _make_method(method, given)
         self.method.setup(encoder, projector)
+        # The ids of the teacher variables the optimizer must skip: taken
+        # when first needed, and again once after the first (building) call,
+        # which may create the teacher copies' variables (`_frozen`).
+        self._frozen_ids = None
+        self._frozen_final = False
         self.num_classes = None if num_classes is None else int(num_classes)
         self.probe_learning_rate = float(probe_learning_rate)
         self.probe_momentum = float(probe_momentum)
@@ -200,32 +206,40 @@ class AdaDimModel(keras.Model):
 
     # An EMA teacher's weights are "trainable" (so its batch norm uses batch
     # statistics in training) but are moved by the EMA, never the optimizer.
+    # The set is kept: the variables lists are read every training step on
+    # PyTorch. Variables are made by the method's `setup` (in `__init__`)
+    # and its `ensure_built` (in the first call, which drops the set).
     def _frozen(self):
-        return {id(v) for v in self.method.frozen_variables()}
+        if self._frozen_ids is None:
+            self._frozen_ids = frozenset(
+                id(v) for v in self.method.frozen_variables())
+        return self._frozen_ids
+
+    def _trained(self, variables):
+        frozen = self._frozen()
+        return [v for v in variables if id(v) not in frozen]
+
+    def _not_trained(self, variables):
+        if not self.trainable:
+            return variables
+        frozen = self._frozen()
+        return [v for v in variables if not v.trainable or id(v) in frozen]
 
     @property
     def trainable_weights(self):
-        frozen = self._frozen()
-        return [v for v in super().trainable_weights if id(v) not in frozen]
+        return self._trained(super().trainable_weights)
 
     @property
     def trainable_variables(self):
-        frozen = self._frozen()
-        return [v for v in super().trainable_variables if id(v) not in frozen]
+        return self._trained(super().trainable_variables)
 
     @property
     def non_trainable_weights(self):
-        frozen = self._frozen()
-        return [v for v in self.weights
-                if not v.trainable or id(v) in frozen] if self.trainable \
-            else self.weights
+        return self._not_trained(self.weights)
 
     @property
     def non_trainable_variables(self):
-        frozen = self._frozen()
-        return [v for v in self.variables
-                if not v.trainable or id(v) in frozen] if self.trainable \
-            else self.variables
+        return self._not_trained(self.variables)
 
     # ------------------------------------------------------------ the views
     def _views(self, inputs):
@@ -309,6 +323,9 @@ class AdaDimModel(keras.Model):
         # State shaped by the data (teacher copies, queues) is created in the
         # first (building) call, so loading a saved model restores it.
         self.method.ensure_built(rows, views)
+        if not self._frozen_final:
+            self._frozen_ids = None  # ensure_built may have made variables
+            self._frozen_final = True
         if self.probe is not None and not self.probe.built:
             self.probe.build(rows["r1"].shape)
         clash = _RESERVED_OUTPUTS & set(rows)
@@ -391,9 +408,9 @@ class AdaDimModel(keras.Model):
         both = ops.concatenate([labels, labels], axis=0)
         features = ops.concatenate([rows["r1"], rows["r2"]], axis=0)
         if training:
-            cosine = (ops.cos(math.pi * self.progress()) + 1.0) / 2.0
             loss, acc = self.probe.update(
-                features, both, self.probe_learning_rate * cosine
+                features, both,
+                self.probe_learning_rate * cosine_decay_factor(self.progress()),
             )
         else:
             logits = self.probe(features)
