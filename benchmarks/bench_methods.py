@@ -42,9 +42,10 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
 from keras_adadim import presets  # noqa: E402  (data only: no Keras)
+from keras_adadim import run_directory  # noqa: E402  (no Keras either)
 
-ENCODER = "AdaDim encoder"  # results.json key of the pre-trained encoder
-BASELINES = ("random-init encoder", "raw pixels")
+ENCODER = run_directory.ENCODER_KEY  # results.json key of the encoder
+BASELINES = run_directory.BASELINE_KEYS
 STAT_KEYS = ("r_effective_rank", "r_entropy", "mutual_information")
 
 

@@ -7,6 +7,8 @@ traced (inside ``tf.function`` or ``jax.jit``), where such a check must be
 skipped and the compiled-step guard in ``AdaDimModel`` takes over.
 """
 
+import contextlib
+
 import keras
 import numpy as np
 
@@ -132,3 +134,95 @@ def torch_world_size():
     if dist.is_available() and dist.is_initialized():
         return dist.get_world_size()
     return 1
+
+
+# --------------------------------------------------------------------------
+# Data-parallel devices for `pretrain(devices=N)` / `adadim pretrain
+# --devices N`: the strategy or distribution the model is built under.
+# --------------------------------------------------------------------------
+_DEVICES_FIX = (
+    "pass --devices with at most that many (`devices` in Python), or run "
+    "on a machine with more accelerators")
+
+
+@contextlib.contextmanager
+def data_parallel(n):
+    """Build and train under ``n`` data-parallel devices: the machine's
+    GPUs, or ``n`` virtual CPU devices on a machine without one (the same
+    numbers as ``n`` GPUs, no speed-up: a way to check a multi-device run
+    before renting the GPUs). Yields a description of the devices.
+    ``ValueError`` naming ``devices`` when the backend cannot."""
+    backend = keras.backend.backend()
+    if backend == "tensorflow":
+        with _tf_mirrored(n) as description:
+            yield description
+    elif backend == "jax":
+        with _jax_data_parallel(n) as description:
+            yield description
+    else:
+        raise ValueError(
+            f"`devices`={n}: the {backend} backend trains on one device "
+            "here (its batch statistics would be computed per device; see "
+            "docs/distributed.md). Use --devices 1, or KERAS_BACKEND=jax or "
+            "tensorflow for several devices.")
+
+
+@contextlib.contextmanager
+def _tf_mirrored(n):
+    import tensorflow as tf
+
+    gpus = tf.config.list_physical_devices("GPU")
+    if gpus:
+        if len(gpus) < n:
+            raise ValueError(
+                f"`devices`={n}, but TensorFlow sees {len(gpus)} GPU(s): "
+                + _DEVICES_FIX + ".")
+        names = [f"/gpu:{i}" for i in range(n)]
+        kind = "GPUs"
+    else:
+        cpu = tf.config.list_physical_devices("CPU")[0]
+        configured = tf.config.get_logical_device_configuration(cpu) or []
+        if len(configured) < n:
+            try:
+                tf.config.set_logical_device_configuration(
+                    cpu, [tf.config.LogicalDeviceConfiguration()] * n)
+            except RuntimeError as e:
+                raise ValueError(
+                    f"`devices`={n}: TensorFlow has already started with "
+                    f"{max(1, len(configured))} CPU device(s) in this "
+                    "process, and virtual devices can only be made before "
+                    "it starts. Run `adadim pretrain --devices "
+                    f"{n}` in a new process (or call pretrain before any "
+                    f"TensorFlow work). ({e})") from None
+        names = [f"/cpu:{i}" for i in range(n)]
+        kind = "virtual CPU devices (no GPU)"
+    strategy = tf.distribute.MirroredStrategy(names)
+    with strategy.scope():
+        yield f"{n} {kind}, TensorFlow MirroredStrategy"
+
+
+@contextlib.contextmanager
+def _jax_data_parallel(n):
+    import jax
+
+    devices = jax.devices()
+    if len(devices) < n:
+        hint = ""
+        if devices[0].platform == "cpu":
+            hint = (
+                f" Without a GPU, JAX makes {n} CPU devices when "
+                f"XLA_FLAGS=--xla_force_host_platform_device_count={n} is "
+                "set before it starts (`adadim pretrain --devices` sets it).")
+        raise ValueError(
+            f"`devices`={n}, but JAX sees {len(devices)} "
+            f"{devices[0].platform} device(s): " + _DEVICES_FIX + "." + hint)
+    previous = keras.distribution.distribution()
+    keras.distribution.set_distribution(
+        keras.distribution.DataParallel(devices=devices[:n]))
+    try:
+        kind = ("virtual CPU devices (no GPU)"
+                if devices[0].platform == "cpu" else
+                f"{devices[0].platform.upper()} devices")
+        yield f"{n} {kind}, JAX DataParallel"
+    finally:
+        keras.distribution.set_distribution(previous)

@@ -345,6 +345,10 @@ _PRETRAIN_FLAGS = [
     ("--checkpoint-every", "checkpoint_every_steps",
      _setting("checkpoint_every_steps"),
      "steps between mid-epoch checkpoints (0: epoch ends only)"),
+    ("--devices", "devices", _setting("devices"),
+     "data-parallel devices: GPUs, or virtual CPU devices on a machine "
+     "without one (TensorFlow MirroredStrategy / JAX DataParallel; the "
+     "batch is split, the losses are the one-device losses)"),
     ("--seed", "seed", _setting("seed"),
      "seed of data order, augmentation and init"),
 ]
@@ -366,6 +370,18 @@ def pretrain_config(args):
     )
 
 
+def _virtual_cpu_devices(n):
+    """``--devices N`` on a machine without a GPU: JAX makes its N CPU
+    devices only if told before it starts (TensorFlow's are configured by
+    the library, ``_backend.data_parallel``)."""
+    if n <= 1 or _has_gpu() or "jax" in sys.modules:
+        return
+    flags = os.environ.get("XLA_FLAGS", "")
+    if "xla_force_host_platform_device_count" not in flags:
+        os.environ["XLA_FLAGS"] = (
+            f"{flags} --xla_force_host_platform_device_count={n}").strip()
+
+
 def _pretrain(args):
     import json
 
@@ -373,6 +389,7 @@ def _pretrain(args):
     if args.print_config:
         print(json.dumps(config, indent=2))
         return 0
+    _virtual_cpu_devices(int(config["devices"]))
     _quiet_tensorflow(args)
     from keras_adadim import training
 
@@ -446,6 +463,7 @@ def _evaluate(args):
         image_size=args.image_size, eval=args.eval,
         few_labels=args.few_labels, probe_epochs=args.probe_epochs,
         knn_k=args.knn_k, seed=args.seed, output=args.output,
+        overwrite=args.overwrite,
     )
     return 0
 
@@ -476,6 +494,9 @@ def add_evaluate_parser(subparsers):
     p.add_argument("--output", type=_TEXT,
                    help="write evaluation.json here (default: "
                    "the run directory, if the source is one)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace an evaluation.json that `adadim evaluate` "
+                   "did not write (refused by default)")
     p.set_defaults(handler=_evaluate)
     return p
 
@@ -488,6 +509,7 @@ def _analyze(args):
     path = report.analyze(
         args.runs, output=args.output, fmt=args.format,
         accuracy_key=args.accuracy, allow_mixed=args.allow_mixed,
+        overwrite=args.overwrite,
     )
     print(f"Report written to {path}")
     return 0
@@ -513,6 +535,9 @@ def add_analyze_parser(subparsers):
                    "few_label")
     p.add_argument("--allow-mixed", action="store_true",
                    help="compare runs on different datasets/backbones")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace report files in --output that `adadim "
+                   "analyze` did not write (refused by default)")
     p.set_defaults(handler=_analyze)
     return p
 

@@ -103,6 +103,7 @@ RULES = {
     "few_labels": Rule(_INT, 0),
     "knn_k": Rule(_INT, 1),
     "checkpoint_every_steps": Rule(_INT, 0),
+    "devices": Rule(_INT, 1),
     "seed": Rule(_INT, 0, 2**32 - 1),  # NumPy seeds are 32-bit
 }
 

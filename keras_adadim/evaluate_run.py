@@ -13,20 +13,11 @@ import os
 import keras
 
 from keras_adadim import _written
+from keras_adadim import run_directory
 
 EVALUATION_FILE = "evaluation.json"
 WRITER = "adadim evaluate"
 _REPORT_KEYS = {"source", "dataset", "settings", "evaluation"}
-
-
-def _json_default(value):
-    import numpy as np
-
-    if isinstance(value, (np.floating, np.integer, np.bool_)):
-        return value.item()
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    raise TypeError(f"not JSON-serialisable: {type(value).__name__}")
 
 
 def _legacy_own(directory, name):
@@ -45,19 +36,15 @@ def _legacy_own(directory, name):
 
 def _load_source(source):
     """(encoder, run config or None, run directory or None)."""
-    from keras_adadim import training
-
-    if os.path.isdir(source) and os.path.exists(
-        os.path.join(source, training.CONFIG)
-    ):
-        path = os.path.join(source, "encoder.keras")
+    run = run_directory.RunDirectory(source)
+    if os.path.isdir(source) and run.has_run():
+        path = run.file(run_directory.ENCODER_FILE)
         if not os.path.exists(path):
             raise ValueError(
                 f"{source!r} has no encoder.keras yet: the run has not "
                 f"finished. Finish it with `adadim pretrain --output {source}`."
             )
-        with open(os.path.join(source, training.CONFIG), encoding="utf-8") as f:
-            config = json.load(f)
+        config = run.read_config()
         from keras_adadim import hub
 
         return hub.from_pretrained(path), config, source
@@ -132,9 +119,8 @@ def evaluate(source, dataset=None, data_dir=None, image_size=None,
         _written.check_can_write(output, [EVALUATION_FILE], WRITER,
                                  overwrite, legacy=_legacy_own)
         with _written.staging(output) as stage:
-            with open(os.path.join(stage, EVALUATION_FILE), "w",
-                      encoding="utf-8") as f:
-                json.dump(report, f, indent=2, default=_json_default)
+            run_directory.atomic_write_json(
+                os.path.join(stage, EVALUATION_FILE), report)
             path, = _written.replace_files(output, stage, WRITER)
         log(f"Wrote {path}")
     return report

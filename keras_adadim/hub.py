@@ -544,9 +544,9 @@ def _write_manifest(directory, files):
 
 def _run_directory_files(directory):
     """The files that mark ``directory`` as an ``adadim pretrain`` run."""
-    from keras_adadim import training
+    from keras_adadim.run_directory import RUN_MARKERS
 
-    return [f for f in training.RUN_MARKERS
+    return [f for f in RUN_MARKERS
             if os.path.lexists(os.path.join(directory, f))]
 
 

@@ -77,6 +77,9 @@ DEFAULTS = {
     "few_labels": 10,
     "knn_k": 20,
     "checkpoint_every_steps": 50,
+    # Data-parallel devices (TF MirroredStrategy / JAX DataParallel); the
+    # losses and metrics equal one device's (global-batch statistics).
+    "devices": 1,
     "seed": 0,
     "preset": "digits",
 }

@@ -1,5 +1,6 @@
 """The pre-training runner behind ``adadim pretrain``: one function that
-turns a configuration (``keras_adadim.presets``) into a run directory.
+turns a configuration (``keras_adadim.presets``) into a run directory
+(``keras_adadim.run_directory``).
 
 A run directory holds::
 
@@ -15,6 +16,7 @@ A run directory holds::
     results.json         evaluation (linear probe, kNN, few-label, baselines),
                          training time over all sessions (train_seconds)
     training_dynamics.png
+    run.lock             held by the process that runs it
 
 Calling ``pretrain`` again on the same directory resumes an interrupted run
 from its last checkpoint (mid-epoch included) and produces the same steps,
@@ -22,59 +24,39 @@ alpha updates and, up to floating-point non-determinism, weights as an
 uninterrupted run (the history row of the resumed epoch included); on a
 finished run it only reports the results. A resume on other training data
 (a changed file, see ``data.fingerprint``) is refused.
+
+``pretrain`` is a sequence of short steps, each a function here:
+:func:`configure` (settings checked), :func:`prepare_data` (splits loaded
+and checked against the settings), :func:`build_training` (model,
+optimizer, on ``devices`` devices), :func:`start_session` (a new run or the
+resumed state, and the callbacks), :func:`fit_session`, :func:`save_and_evaluate`
+and :func:`report`.
 """
 
-import json
+import contextlib
+import dataclasses
 import os
 import platform
-import time
 import warnings
 
 import keras
 import numpy as np
 
 from keras_adadim import presets as presets_lib
-
-CONFIG = "config.json"
-HISTORY = "history.json"
-RESULTS = "results.json"
-CHECKPOINTS = "checkpoints"
-LOCK = "run.lock"
-# Files that mark a directory as a run (hub.save_pretrained refuses one).
-RUN_MARKERS = (HISTORY, RESULTS, CHECKPOINTS, LOCK)
-
-# What config.json records besides the settings (not compared on resume;
-# the data's fingerprint is checked once the data is loaded).
-_RECORDED = ("versions", "data_fingerprint")
-# Settings that may change when resuming a run without changing its result.
-_RESUME_FREE = {"data_dir", "eval", "eval_baselines", "probe_epochs",
-                "few_labels", "knn_k", "checkpoint_every_steps"}
+from keras_adadim import run_directory as rd
+from keras_adadim.run_directory import CHECKPOINTS  # noqa: F401 (re-export)
+from keras_adadim.run_directory import CONFIG  # noqa: F401
+from keras_adadim.run_directory import HISTORY  # noqa: F401
+from keras_adadim.run_directory import LOCK  # noqa: F401
+from keras_adadim.run_directory import RESULTS  # noqa: F401
+from keras_adadim.run_directory import RUN_MARKERS  # noqa: F401
+from keras_adadim.run_directory import RunDirectory
+from keras_adadim.run_directory import RunDirectoryLocked  # noqa: F401
+from keras_adadim.run_directory import history_columns
+from keras_adadim.run_directory import read_run
 
 
 # ------------------------------------------------------------------ helpers
-def _atomic_json(path, data):
-    tmp = f"{path}.tmp"
-    with open(tmp, "w", encoding="utf-8") as f:
-        json.dump(data, f, indent=2, default=_json_default)
-    os.replace(tmp, path)
-
-
-def _json_default(value):
-    if isinstance(value, (np.floating, np.integer)):
-        return value.item()
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    raise TypeError(f"not JSON-serialisable: {type(value).__name__}")
-
-
-def _save_keras(model, path):
-    """Save next to ``path`` and rename, so a kill never leaves half a file
-    under the final name."""
-    tmp = path[: -len(".keras")] + ".partial.keras"
-    model.save(tmp)
-    os.replace(tmp, path)
-
-
 def _versions():
     import tensorflow as tf
 
@@ -89,59 +71,14 @@ def _versions():
     }
 
 
-def read_run(directory):
-    """``config``, ``history`` (list of per-epoch dicts) and ``results`` of a
-    run directory; raises ``ValueError`` with a clear message when it is not
-    one."""
-    if not os.path.isdir(directory):
-        raise ValueError(f"{directory!r} is not a directory.")
-    config_path = os.path.join(directory, CONFIG)
-    history_path = os.path.join(directory, HISTORY)
-    if not os.path.exists(config_path):
-        raise ValueError(
-            f"{directory!r} has no {CONFIG}: it is not a run directory made "
-            "by `adadim pretrain`."
-        )
-    if not os.path.exists(history_path):
-        raise ValueError(
-            f"{directory!r} has no {HISTORY}: the run never finished an "
-            "epoch (or was not made by `adadim pretrain`). Resume it with "
-            f"`adadim pretrain --output {directory}`."
-        )
-    out = {"directory": directory}
-    for key, name in (("config", CONFIG), ("history", HISTORY),
-                      ("results", RESULTS)):
-        path = os.path.join(directory, name)
-        if not os.path.exists(path):
-            out[key] = None
-            continue
-        try:
-            with open(path, encoding="utf-8") as f:
-                out[key] = json.load(f)
-        except (OSError, json.JSONDecodeError) as e:
-            raise ValueError(f"Cannot read {path}: {e}") from e
-    if not isinstance(out["history"], list) or not out["history"]:
-        raise ValueError(f"{history_path} holds no epochs.")
-    return out
-
-
-def history_columns(rows):
-    """A list of per-epoch dicts as a dict of equal-length lists (NaN where
-    an epoch lacks a key, e.g. the monitor's statistics)."""
-    keys = []
-    for row in rows:
-        keys += [k for k in row if k not in keys]
-    return {k: [row.get(k, float("nan")) for row in rows] for k in keys}
-
-
 class _HistoryFile(keras.callbacks.Callback):
     """Per-epoch logs appended to history.json and history.csv (rewritten
     atomically each epoch, so the columns may grow: Keras' CSVLogger fixes
     them at the first epoch of each ``fit`` call)."""
 
-    def __init__(self, directory, rows):
+    def __init__(self, run, rows):
         super().__init__()
-        self.directory = directory
+        self.run = run
         self.rows = rows
 
     def on_epoch_end(self, epoch, logs=None):
@@ -152,17 +89,10 @@ class _HistoryFile(keras.callbacks.Callback):
             except (TypeError, ValueError):
                 continue
         self.rows.append(row)
-        _atomic_json(os.path.join(self.directory, HISTORY), self.rows)
-        columns = history_columns(self.rows)
-        tmp = os.path.join(self.directory, "history.csv.tmp")
-        with open(tmp, "w", encoding="utf-8") as f:
-            f.write(",".join(columns) + "\n")
-            for i in range(len(self.rows)):
-                f.write(",".join(f"{columns[k][i]}" for k in columns) + "\n")
-        os.replace(tmp, os.path.join(self.directory, "history.csv"))
+        self.run.write_history(self.rows)
 
 
-def _tensorboard(directory, log):
+def _tensorboard(run, log):
     try:
         import tensorboard  # noqa: F401 - tf.summary needs it installed
     except ImportError:
@@ -170,7 +100,7 @@ def _tensorboard(directory, log):
             "is logged to history.json/.csv only.")
         return []
     return [keras.callbacks.TensorBoard(
-        os.path.join(directory, "tensorboard"), write_graph=False)]
+        run.file(rd.TENSORBOARD), write_graph=False)]
 
 
 # ---------------------------------------------------------------- building
@@ -269,145 +199,122 @@ def build_optimizer(config, steps_per_epoch):
     )
 
 
-# ------------------------------------------------------- run-directory lock
-class RunDirectoryLocked(ValueError):
-    """Another process is running ``pretrain`` in the same run directory."""
-
-
-class _RunLock:
-    """An exclusive ``fcntl.flock`` on ``<run directory>/run.lock``, held
-    for the life of a run: two processes in one run directory would delete
-    each other's checkpoints. The file records the holder (PID, host,
-    start, command) so that a refused process can name it; the OS drops the
-    lock when the holder dies (``kill -9`` included), so a left-over file
-    never blocks a resume."""
-
-    def __init__(self, directory):
-        self.path = os.path.join(directory, LOCK)
-        self._fd = None
-
-    def acquire(self):
-        try:
-            import fcntl
-        except ImportError:  # pragma: no cover - no flock (Windows)
-            return self
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            holder = _lock_holder(fd)
-            os.close(fd)
-            raise RunDirectoryLocked(
-                f"{os.path.dirname(self.path)!r} is in use by another "
-                f"`adadim pretrain` ({holder}); two runs in one directory "
-                "would delete each other's checkpoints. Wait for it to "
-                "finish or stop it, or pass another `--output` directory."
-            ) from None
-        except OSError as e:  # a file system without flock (some NFS)
-            os.close(fd)
-            warnings.warn(f"Cannot lock {self.path} ({e}); running without "
-                          "protection against a second process.")
-            return self
-        import socket
-        import sys
-
-        holder = {"pid": os.getpid(), "host": socket.gethostname(),
-                  "started": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
-                  "command": " ".join(sys.argv)[:300]}
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, (json.dumps(holder) + "\n").encode(), 0)
-        self._fd = fd
-        return self
-
-    def remove(self):
-        """Delete the lock file and its (empty) directory while still
-        holding the lock (a process that opened it meanwhile is refused)."""
-        if self._fd is None:
-            return
-        try:
-            os.remove(self.path)
-            os.rmdir(os.path.dirname(self.path))
-        except OSError:  # another process added a file: leave it
-            pass
-
-    def release(self):
-        if self._fd is None:
-            return
-        try:
-            os.ftruncate(self._fd, 0)  # no stale holder in the file
-        finally:
-            os.close(self._fd)  # closing drops the lock
-            self._fd = None
-
-
-def _lock_holder(fd):
-    try:
-        info = json.loads(os.pread(fd, 4096, 0).decode() or "{}")
-    except (OSError, ValueError):
-        info = {}
-    if not isinstance(info, dict) or "pid" not in info:
-        return "a process that is starting"
-    text = f"PID {info['pid']} on {info.get('host', '?')}"
-    if info.get("started"):
-        text += f", since {info['started']}"
-    if info.get("command"):
-        text += f": {info['command']}"
-    return text
-
-
-def _not_a_run(directory):
-    return ValueError(
-        f"{directory!r} exists and is not empty, but holds no run "
-        f"({CONFIG} missing); pick an empty or new directory so nothing "
-        "in it is overwritten."
+# ------------------------------------------------------------ the steps
+def default_output(config):
+    """``runs/<dataset>-<backbone>-<method>-seed<seed>``."""
+    return os.path.join(
+        "runs",
+        f"{presets_lib._dataset_key(config['dataset'])}-{config['backbone']}"
+        f"-{config['method']}-seed{config['seed']}",
     )
 
 
-def _foreign_entries(directory):
-    """What a directory without a run's config holds (the lock aside)."""
-    if not os.path.isdir(directory):
-        return []
-    return [f for f in os.listdir(directory) if f != LOCK]
-
-
-# --------------------------------------------------------------- the run
-def _check_resumable(directory, config):
-    with open(os.path.join(directory, CONFIG), encoding="utf-8") as f:
-        saved = json.load(f)
-    saved = {k: v for k, v in saved.items() if k not in _RECORDED}
-    changed = sorted(
-        k
-        for k in set(saved) | set(config)
-        if k not in _RESUME_FREE and saved.get(k) != config.get(k)
-    )
-    if changed:
-        details = ", ".join(
-            f"{k}: {saved.get(k)!r} -> {config.get(k)!r}" for k in changed
-        )
+def configure(config=None, overrides=None):
+    """Step 1: the full, checked configuration (``presets.resolve`` when
+    ``config`` is None; ``overrides`` win over ``config``'s keys). Every
+    setting is checked by the command line's rules (``config_checks``)
+    before any data is loaded or model built, and ``devices`` against the
+    machine."""
+    overrides = dict(overrides or {})
+    if config is None:
+        config = presets_lib.resolve(
+            overrides.pop("preset", None), overrides.pop("dataset", None),
+            overrides.pop("table9", None), **overrides)
+    elif overrides:
+        config = {**config, **{k: v for k, v in overrides.items()
+                               if v is not None}}
+    config = presets_lib.validate(dict(config))
+    devices = int(config.get("devices") or 1)
+    if int(config["batch_size"]) % devices:
         raise ValueError(
-            f"{directory!r} holds a run with different settings ({details}). "
-            "Resuming it with these would mix two runs: pass a new "
-            "`--output` directory, or the same settings to resume."
+            f"`batch_size`={config['batch_size']} does not split into "
+            f"`devices`={devices} equal slices: pass a batch size that is "
+            f"a multiple of {devices} (--batch-size), or other --devices.")
+    return config
+
+
+@dataclasses.dataclass
+class PreparedData:
+    """Step 2's result: the loaded splits and what the run derives from
+    them. ``stream(epoch, step)`` gives the pre-training batches from that
+    position on (a function of (seed, epoch, step) only, so a resumed run
+    sees exactly the batches of an uninterrupted one)."""
+
+    train: object
+    test: object  # None: no evaluation or monitoring
+    probe_train: object  # the labelled split the evaluation trains on
+    image_size: int
+    channels: int
+    batch_size: int
+    steps_per_epoch: int
+    labelled: bool  # the online probe has labels
+    fingerprint: dict
+    augmentation: str
+    seed: int
+
+    def stream(self, epoch, step=0):
+        from keras_adadim import data as data_lib
+
+        return data_lib.pretraining_dataset(
+            self.train, augmentation=self.augmentation,
+            image_size=self.image_size, batch_size=self.batch_size,
+            seed=self.seed, with_labels=self.labelled, epoch=epoch,
+            step=step,
         )
 
 
-def _check_same_data(directory, recorded, found, config):
-    """Refuse to resume on training data other than the run's own (its
-    fingerprint in config.json; runs made before fingerprints pass)."""
-    if not isinstance(recorded, dict) or recorded.get("sha256") is None:
-        return
-    if (recorded.get("kind"), recorded["sha256"]) == (found["kind"],
-                                                     found["sha256"]):
-        return
-    raise ValueError(
-        f"The training data of the run in {directory!r} changed since it "
-        f"started: {config['dataset']!r} split {config['train_split']!r} "
-        f"now has {found['num_examples']} images with fingerprint "
-        f"{found['sha256'][:12]} ({found['kind']}), the run was started on "
-        f"{recorded.get('num_examples')} images with fingerprint "
-        f"{recorded['sha256'][:12]} ({recorded.get('kind')}). Resuming "
-        "would train one model on two datasets: restore the original data "
-        "to resume, or pass a new `--output` directory to start a new run."
+def _load_split(config, split):
+    from keras_adadim import data as data_lib
+
+    return data_lib.load_dataset(
+        config["dataset"], split=split, data_dir=config["data_dir"],
+        channels=config["channels"])
+
+
+def prepare_data(config, log=print):
+    """Step 2: load the training split (and the test split and the probe's
+    labelled split when the run evaluates or monitors) and check them
+    against the settings; every problem is reported here, before a model
+    is built."""
+    from keras_adadim import data as data_lib
+
+    train = _load_split(config, config["train_split"])
+    test = None
+    if config["eval"] != "none" or config["monitor_every"]:
+        try:
+            test = _load_split(config, config["test_split"])
+        except (ValueError, FileNotFoundError, KeyError) as e:
+            # Refused now rather than a run that silently skips its
+            # evaluation (or fails after training).
+            raise ValueError(
+                f"The run evaluates or monitors on `test_split`="
+                f"{config['test_split']!r}, which cannot be loaded: {e} "
+                "Fix: pass a split that exists (--test-split), or eval="
+                "'none' and monitor_every=0 (--eval none --monitor-every 0)"
+                " to train without one.") from e
+    _check_data_size(train, test, config)
+    probe_train = None
+    if test is not None and config["eval"] != "none":
+        probe_train = train
+        if not train.num_classes or config["train_split"] == "unlabelled":
+            probe_train = _load_split(config, "train")
+        _check_evaluation_settings(probe_train, config)
+    image_size = config["image_size"] or train.image_shape[0]
+    if image_size is None:
+        raise ValueError(
+            f"The images of {config['dataset']!r} have different sizes; "
+            "pass `image_size` (e.g. --image-size 224)."
+        )
+    batch_size = int(config["batch_size"])
+    return PreparedData(
+        train=train, test=test, probe_train=probe_train,
+        image_size=int(image_size), channels=int(train.image_shape[-1]),
+        batch_size=batch_size,
+        steps_per_epoch=data_lib.steps_per_epoch(train, batch_size),
+        labelled=bool(config["online_probe"] and train.num_classes
+                      and config["train_split"] != "unlabelled"),
+        fingerprint=data_lib.fingerprint(train),
+        augmentation=config["augmentation"], seed=int(config["seed"]),
     )
 
 
@@ -440,6 +347,244 @@ def _check_data_size(train, test, config):
         )
 
 
+def _check_evaluation_settings(probe_train, config):
+    """Evaluation settings that cannot work with the data fail before
+    training, not after it."""
+    if config["eval"] in ("knn", "all") and \
+            int(config["knn_k"]) > probe_train.num_examples:
+        raise ValueError(
+            f"`knn_k`={config['knn_k']} neighbours, but the kNN classifier's "
+            f"training split ({config['dataset']!r} "
+            f"{probe_train.split!r}, {probe_train.source}) has only "
+            f"{probe_train.num_examples} images: pass knn_k <= "
+            f"{probe_train.num_examples} (--knn-k), or eval='linear' "
+            "(--eval linear).")
+    counts = probe_train.label_counts()
+    few = int(config["few_labels"])
+    if few and counts is not None and counts.any():
+        present = counts[counts > 0]
+        if present.min() < few:
+            smallest = int(np.flatnonzero(counts == present.min())[0])
+            raise ValueError(
+                f"`few_labels`={few} labels per class, but class "
+                f"{smallest} of the probe's training split "
+                f"({config['dataset']!r} {probe_train.split!r}, "
+                f"{probe_train.source}) has only {int(present.min())} "
+                f"labelled images: pass few_labels <= {int(present.min())}"
+                " (--few-labels), or 0 to skip the few-label probe.")
+
+
+@contextlib.contextmanager
+def _devices(config, log):
+    """Build (and train) under ``devices`` data-parallel devices: TF
+    ``MirroredStrategy`` / JAX ``DataParallel`` (``_backend``)."""
+    from keras_adadim import _backend
+
+    n = int(config.get("devices") or 1)
+    if n == 1:
+        yield
+        return
+    with _backend.data_parallel(n) as description:
+        log(f"Training on {description}.")
+        yield
+
+
+def build_training(config, data):
+    """Step 3: the model (built on the first batch) with its optimizer, and
+    a copy of the untrained encoder (the random-init baseline)."""
+    model = build_model(
+        config, num_classes=data.train.num_classes if data.labelled else None,
+        image_shape=(data.image_size, data.image_size, data.channels),
+    )
+    random_encoder = keras.models.clone_model(model.encoder)
+    model.compile(optimizer=build_optimizer(config, data.steps_per_epoch))
+    first = next(iter(data.stream(0).take(1)))
+    model(tuple(np.asarray(v) for v in first[0]))
+    model.optimizer.build(model.trainable_variables)
+    return model, random_encoder
+
+
+@dataclasses.dataclass
+class Session:
+    """Step 4's result: where this session starts and what it runs with."""
+
+    callbacks: list
+    stateful: dict  # name -> callback whose state is checkpointed
+    checkpoint: object  # RunCheckpoint
+    history_rows: list
+    start_epoch: int = 0
+    start_step: int = 0
+    resumed_from: tuple = None
+
+
+def _stateful_callbacks(config, model, data, verbose):
+    """The callbacks whose state goes into the checkpoint."""
+    from keras_adadim import data as data_lib
+    from keras_adadim.callbacks import AlphaUpdater
+    from keras_adadim.callbacks import RepresentationMonitor
+
+    stateful = {}
+    if model.alpha_mode == "adaptive":
+        stateful["alpha_updater"] = AlphaUpdater(
+            every=int(config["alpha_every"]),
+            batches=int(config["alpha_batches"]),
+            data=data.stream, verbose=1 if verbose else 0,
+        )
+    if data.test is not None and config["monitor_every"]:
+        held_out, _ = data_lib.to_numpy(
+            data.test, image_size=data.image_size,
+            max_examples=int(config["monitor_samples"]),
+        )
+        stateful["monitor"] = RepresentationMonitor(
+            held_out, every=int(config["monitor_every"]),
+            max_samples=int(config["monitor_samples"]),
+            seed=int(config["seed"]),
+        )
+    return stateful
+
+
+def _restore(run, state, model, stateful, spe):
+    """Load a checkpoint's weights and callback states; returns the epoch
+    logs of a partly done epoch (``EpochLogs``)."""
+    from keras_adadim.callbacks.run_checkpoint import EpochLogs
+
+    if state["steps_per_epoch"] != spe:
+        raise ValueError(
+            f"The checkpoint in {run.checkpoints} was made with "
+            f"{state['steps_per_epoch']} steps per epoch, this run has "
+            f"{spe}: the data changed. Use a new output directory."
+        )
+    try:
+        model.load_weights(state["weights_path"])
+    except Exception as e:  # noqa: BLE001 - corrupt file, any backend
+        raise ValueError(
+            f"Cannot load the checkpoint {state['weights_path']} ({e}). "
+            "It is corrupt; delete the checkpoints directory to start "
+            "over."
+        ) from e
+    epoch, step = state["epoch"], state["step_in_epoch"]
+    for name, cb in stateful.items():
+        if name in state.get("callbacks", {}):
+            cb.set_state(state["callbacks"][name],
+                         resumed_epoch=epoch if step else None)
+    # The resumed epoch logs the means over all its steps.
+    return EpochLogs(state.get("epoch_logs") if step else None)
+
+
+def start_session(run, config, model, data, verbose, callbacks, log):
+    """Step 4: resume from the run's checkpoint, or record a new run's
+    configuration and sample views; the session's callbacks."""
+    from keras_adadim import data as data_lib
+    from keras_adadim.callbacks import RunCheckpoint
+    from keras_adadim.callbacks.run_checkpoint import EpochLogs
+    from keras_adadim.callbacks.run_checkpoint import read_state
+
+    spe = data.steps_per_epoch
+    stateful = _stateful_callbacks(config, model, data, verbose)
+    state = read_state(run.checkpoints) if run.has_run() else None
+    session = Session(callbacks=[], stateful=stateful, checkpoint=None,
+                      history_rows=[])
+    epoch_logs = EpochLogs()
+    if state is not None:
+        epoch_logs = _restore(run, state, model, stateful, spe)
+        session.start_epoch = state["epoch"]
+        session.start_step = state["step_in_epoch"]
+        session.resumed_from = (state["epoch"], state["step_in_epoch"])
+        session.history_rows = run.read_history(before_epoch=state["epoch"])
+        log(f"Resuming {run.path} at epoch {state['epoch'] + 1}, step "
+            f"{state['step_in_epoch']}/{spe} (optimizer step "
+            f"{state['optimizer_step']}).")
+    else:
+        run.write_config(config, _versions(), data.fingerprint)
+        try:
+            data_lib.save_sample_views(
+                data.train, run.file(rd.SAMPLE_VIEWS),
+                scheme=config["augmentation"], image_size=data.image_size,
+                seed=int(config["seed"]),
+            )
+        except ImportError:
+            log("install matplotlib to save sample views")
+    session.checkpoint = RunCheckpoint(
+        run.checkpoints, spe,
+        every_steps=int(config["checkpoint_every_steps"]),
+        stateful_callbacks=stateful, epoch_offset_step=session.start_step,
+        epoch_logs=epoch_logs,
+        train_seconds=(state or {}).get("train_seconds", 0.0),
+    )
+    # EpochLogs first: the epoch's logs are merged across sessions before
+    # anything reads them (the monitor's statistics are added after).
+    # History before checkpoint: a kill between the two leaves a row that
+    # the resumed run drops (rows of epochs >= the resume epoch).
+    session.callbacks = [
+        epoch_logs, *stateful.values(),
+        _HistoryFile(run, session.history_rows), session.checkpoint,
+        *_tensorboard(run, log), *callbacks,
+    ]
+    return session
+
+
+def fit_session(model, session, data, config, verbose):
+    """Step 5: train from the session's start to the last epoch (the rest
+    of a partly done epoch first)."""
+    epochs, spe = int(config["epochs"]), data.steps_per_epoch
+    start = session.start_epoch
+    # Keras warns that `shuffle` is ignored for tf.data; our pipeline
+    # shuffles (seeded per epoch), so the warning is noise here.
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*shuffle.*tf.data")
+        if session.start_step:
+            model.fit(
+                data.stream(start, session.start_step), initial_epoch=start,
+                epochs=start + 1, steps_per_epoch=spe - session.start_step,
+                callbacks=session.callbacks, verbose=verbose,
+                planned_steps=epochs * spe,
+            )
+            start += 1
+        if start < epochs:
+            model.fit(
+                data.stream(start), initial_epoch=start, epochs=epochs,
+                steps_per_epoch=spe, callbacks=session.callbacks,
+                verbose=verbose, planned_steps=epochs * spe,
+            )
+
+
+def save_and_evaluate(run, config, data, model, random_encoder, session,
+                 log=print):
+    """Step 6: save the encoder and the model, and evaluate the encoder
+    (and the baselines); returns the run's results."""
+    # Cumulative over every session of the run, each up to its last
+    # checkpoint (steps run after it were lost with the kill and redone,
+    # so they count once, in the session that kept them).
+    checkpoint = session.checkpoint
+    seconds = checkpoint.session_seconds()
+    results = {"train_seconds": checkpoint.previous_seconds + seconds,
+               "session_train_seconds": seconds}
+    rd.atomic_save(model.encoder.save, run.file(rd.ENCODER_FILE))
+    rd.atomic_save(model.save, run.file(rd.MODEL_FILE))
+    if "alpha_updater" in session.stateful:
+        results["alpha_updates"] = session.stateful["alpha_updater"].updates
+    monitor = session.stateful.get("monitor")
+    if monitor is not None and monitor.records:
+        results["final_statistics"] = monitor.records[-1]
+    if data.probe_train is not None:
+        encoders = {rd.ENCODER_KEY: model.encoder}
+        if config["eval_baselines"]:
+            encoders[rd.RANDOM_INIT_KEY] = random_encoder
+        results["evaluation"] = evaluate_encoders(
+            config, data.probe_train, data.test, data.image_size, encoders,
+            raw_pixels=bool(config["eval_baselines"]), log=log,
+        )
+    return results
+
+
+def report(run, results, history_rows, log=print):
+    """Step 7: write results.json, plot the training dynamics and print
+    the results table."""
+    run.write_results(results)
+    _plot_dynamics(run.path, history_rows, log)
+    print_results(results, log=log)
+
+
 def pretrain(config=None, output=None, resume=True, verbose=1,
              callbacks=(), log=print, **overrides):
     """Pre-train an encoder as configured and write a run directory.
@@ -463,283 +608,66 @@ def pretrain(config=None, output=None, resume=True, verbose=1,
 
     Raises:
         RunDirectoryLocked: another process runs in the same directory.
+        ValueError: a setting, the data or the run directory is refused
+            (before any training).
     """
-    if config is None:
-        config = presets_lib.resolve(
-            overrides.pop("preset", None),
-            overrides.pop("dataset", None),
-            overrides.pop("table9", None),
-            **overrides,
-        )
-    elif overrides:
-        config = {**config, **{k: v for k, v in overrides.items()
-                               if v is not None}}
-    # Every setting checked before any data is loaded or model built (the
-    # rules of the command line's flags, config_checks.RULES).
-    config = presets_lib.validate(dict(config))
-    if output is None:
-        output = os.path.join(
-            "runs",
-            f"{presets_lib._dataset_key(config['dataset'])}-"
-            f"{config['backbone']}-{config['method']}-seed{config['seed']}",
-        )
-    directory = os.fspath(output)
-    if (not os.path.exists(os.path.join(directory, CONFIG))
-            and _foreign_entries(directory)):
-        raise _not_a_run(directory)  # before a lock file is added to it
-    created = not os.path.isdir(directory)
-    os.makedirs(directory, exist_ok=True)
-    lock = _RunLock(directory).acquire()
+    config = configure(config, overrides)
+    run = RunDirectory(output if output is not None
+                       else default_output(config))
+    run.refuse_foreign()  # before a lock file is added to it
+    run.lock()
+    failed = True
     try:
-        return _pretrain_locked(config, directory, resume, verbose,
-                                callbacks, log)
-    except BaseException:
-        if created and os.listdir(directory) == [LOCK]:
-            lock.remove()  # refused before writing anything: leave no trace
-        raise
+        out = _pretrain_locked(config, run, resume, verbose, callbacks, log)
+        failed = False
+        return out
     finally:
-        lock.release()
+        run.unlock(failed=failed)
 
 
-def _pretrain_locked(config, directory, resume, verbose, callbacks, log):
-    """``pretrain`` once the run directory is locked."""
-    from keras_adadim import data as data_lib
-    from keras_adadim.callbacks import AlphaUpdater
-    from keras_adadim.callbacks import RepresentationMonitor
-    from keras_adadim.callbacks import RunCheckpoint
-    from keras_adadim.callbacks.run_checkpoint import EpochLogs
-    from keras_adadim.callbacks.run_checkpoint import read_state
-
-    ckpt_dir = os.path.join(directory, CHECKPOINTS)
-    existing = os.path.exists(os.path.join(directory, CONFIG))
-    if existing:
+def _pretrain_locked(config, run, resume, verbose, callbacks, log):
+    """``pretrain`` once the run directory is locked: the steps."""
+    if run.has_run():
         if not resume:
             raise ValueError(
-                f"{directory!r} already holds a run; pass another output "
+                f"{run.path!r} already holds a run; pass another output "
                 "directory (or resume=True to continue it)."
             )
-        _check_resumable(directory, config)
-        with open(os.path.join(directory, CONFIG), encoding="utf-8") as f:
-            recorded_data = json.load(f).get("data_fingerprint")
-    elif _foreign_entries(directory):
-        raise _not_a_run(directory)
-    os.makedirs(directory, exist_ok=True)
-    if os.path.exists(os.path.join(directory, "encoder.keras")) and \
-            os.path.exists(os.path.join(directory, RESULTS)):
-        run = read_run(directory)
-        log(f"{directory} is a finished run; its results:")
-        print_results(run["results"], log=log)
-        return {**run, "resumed_from": None}
-
-    seed = int(config["seed"])
-    keras.utils.set_random_seed(seed)
-
-    # ---- data
-    train = data_lib.load_dataset(
-        config["dataset"], split=config["train_split"],
-        data_dir=config["data_dir"], channels=config["channels"],
-    )
-    test = None
-    if config["eval"] != "none" or config["monitor_every"]:
-        try:
-            test = data_lib.load_dataset(
-                config["dataset"], split=config["test_split"],
-                data_dir=config["data_dir"], channels=config["channels"],
-            )
-        except (ValueError, FileNotFoundError, KeyError) as e:
-            log(f"No test split {config['test_split']!r} ({e}); the run "
-                "will not be evaluated or monitored.")
-    _check_data_size(train, test, config)
-    data_fingerprint = data_lib.fingerprint(train)
-    if existing:
-        _check_same_data(directory, recorded_data, data_fingerprint, config)
-    image_size = config["image_size"] or train.image_shape[0]
-    if image_size is None:
-        raise ValueError(
-            f"The images of {config['dataset']!r} have different sizes; "
-            "pass `image_size` (e.g. --image-size 224)."
-        )
-    image_size = int(image_size)
-    channels = int(train.image_shape[-1])
-    batch_size = int(config["batch_size"])
-    epochs = int(config["epochs"])
-    spe = data_lib.steps_per_epoch(train, batch_size)
-    labelled = bool(
-        config["online_probe"] and train.num_classes
-        and config["train_split"] != "unlabelled"
-    )
-
-    def stream(epoch, step=0):
-        # Batches are a function of (seed, epoch, step) only, so a resumed
-        # run sees exactly the batches an uninterrupted one would.
-        return data_lib.pretraining_dataset(
-            train, augmentation=config["augmentation"],
-            image_size=image_size, batch_size=batch_size, seed=seed,
-            with_labels=labelled, epoch=epoch, step=step,
-        )
-
-    # ---- model
-    model = build_model(
-        config, num_classes=train.num_classes if labelled else None,
-        image_shape=(image_size, image_size, channels),
-    )
-    random_encoder = keras.models.clone_model(model.encoder)
-    model.compile(optimizer=build_optimizer(config, spe))
-    first = next(iter(stream(0).take(1)))
-    model(tuple(np.asarray(v) for v in first[0]))
-    model.optimizer.build(model.trainable_variables)
-
-    # ---- callbacks and resume
-    history_rows = []
-    stateful = {}
-    cbs = []
-    if model.alpha_mode == "adaptive":
-        updater = AlphaUpdater(
-            every=int(config["alpha_every"]),
-            batches=int(config["alpha_batches"]),
-            data=stream, verbose=1 if verbose else 0,
-        )
-        stateful["alpha_updater"] = updater
-        cbs.append(updater)
-    if test is not None and config["monitor_every"]:
-        held_out, _ = data_lib.to_numpy(
-            test, image_size=image_size,
-            max_examples=int(config["monitor_samples"]),
-        )
-        monitor = RepresentationMonitor(
-            held_out, every=int(config["monitor_every"]),
-            max_samples=int(config["monitor_samples"]), seed=seed,
-        )
-        stateful["monitor"] = monitor
-        cbs.append(monitor)
-
-    state = read_state(ckpt_dir) if existing else None
-    start_epoch, start_step = 0, 0
-    epoch_logs = EpochLogs()
-    if state is not None:
-        if state["steps_per_epoch"] != spe:
-            raise ValueError(
-                f"The checkpoint in {ckpt_dir} was made with "
-                f"{state['steps_per_epoch']} steps per epoch, this run has "
-                f"{spe}: the data changed. Use a new output directory."
-            )
-        try:
-            model.load_weights(state["weights_path"])
-        except Exception as e:  # noqa: BLE001 - corrupt file, any backend
-            raise ValueError(
-                f"Cannot load the checkpoint {state['weights_path']} ({e}). "
-                "It is corrupt; delete the checkpoints directory to start "
-                "over."
-            ) from e
-        start_epoch, start_step = state["epoch"], state["step_in_epoch"]
-        if start_step:
-            # The resumed epoch logs the means over all its steps.
-            epoch_logs = EpochLogs(state.get("epoch_logs"))
-        for name, cb in stateful.items():
-            if name in state.get("callbacks", {}):
-                cb.set_state(
-                    state["callbacks"][name],
-                    resumed_epoch=start_epoch if start_step else None,
-                )
-        if os.path.exists(os.path.join(directory, HISTORY)):
-            with open(os.path.join(directory, HISTORY), encoding="utf-8") as f:
-                history_rows = [
-                    r for r in json.load(f) if r["epoch"] < start_epoch
-                ]
-        log(f"Resuming {directory} at epoch {start_epoch + 1}, step "
-            f"{start_step}/{spe} (optimizer step {state['optimizer_step']}).")
+        run.check_settings(config)
+        if run.is_finished():
+            done = run.read()
+            log(f"{run.path} is a finished run; its results:")
+            print_results(done["results"], log=log)
+            return {**done, "resumed_from": None}
+        for path in run.remove_partial_files():
+            log(f"Removed {path}, left by an interrupted session.")
     else:
-        _atomic_json(
-            os.path.join(directory, CONFIG),
-            {**config, "versions": _versions(),
-             "data_fingerprint": data_fingerprint},
+        run.refuse_foreign()
+    with _devices(config, log):  # before anything initialises a backend
+        keras.utils.set_random_seed(int(config["seed"]))
+        data = prepare_data(config, log)
+        if run.has_run():
+            run.check_data(data.fingerprint, config)
+        model, random_encoder = build_training(config, data)
+        session = start_session(run, config, model, data, verbose,
+                                callbacks, log)
+        log(
+            f"{_method_label(config['method'])} pre-training: "
+            f"{config['dataset']} ({data.train.num_examples} images, "
+            f"{data.image_size}x{data.image_size}x{data.channels}), "
+            f"{config['backbone']}, method {config['method']}, preset "
+            f"{config['preset']}, {config['epochs']} epochs x "
+            f"{data.steps_per_epoch} steps of batch {data.batch_size}, "
+            f"backend {keras.backend.backend()}; run directory {run.path}"
         )
-        try:
-            data_lib.save_sample_views(
-                train, os.path.join(directory, "sample_views.png"),
-                scheme=config["augmentation"], image_size=image_size,
-                seed=seed,
-            )
-        except ImportError:
-            log("install matplotlib to save sample views")
-
-    checkpoint = RunCheckpoint(
-        ckpt_dir, spe, every_steps=int(config["checkpoint_every_steps"]),
-        stateful_callbacks=stateful, epoch_offset_step=start_step,
-        epoch_logs=epoch_logs,
-        train_seconds=(state or {}).get("train_seconds", 0.0),
-    )
-    # The epoch's logs are merged across sessions before anything reads
-    # them (the monitor's epoch-end statistics are added after).
-    cbs.insert(0, epoch_logs)
-    cbs += [
-        # History before checkpoint: a kill between the two leaves a row
-        # that the resumed run drops (rows of epochs >= the resume epoch).
-        _HistoryFile(directory, history_rows),
-        checkpoint,
-        *_tensorboard(directory, log),
-        *callbacks,
-    ]
-    log(
-        f"{_method_label(config['method'])} pre-training: {config['dataset']} ({train.num_examples} "
-        f"images, {image_size}x{image_size}x{channels}), {config['backbone']}"
-        f", method {config['method']}, preset {config['preset']}, "
-        f"{epochs} epochs x {spe} steps of batch {batch_size}, backend "
-        f"{keras.backend.backend()}; run directory {directory}"
-    )
-    # Keras warns that `shuffle` is ignored for tf.data; our pipeline
-    # shuffles (seeded per epoch), so the warning is noise here.
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=".*shuffle.*tf.data")
-        if start_step:
-            model.fit(
-                stream(start_epoch, start_step),
-                initial_epoch=start_epoch, epochs=start_epoch + 1,
-                steps_per_epoch=spe - start_step, callbacks=cbs,
-                verbose=verbose, planned_steps=epochs * spe,
-            )
-            start_epoch += 1
-        if start_epoch < epochs:
-            model.fit(
-                stream(start_epoch), initial_epoch=start_epoch,
-                epochs=epochs, steps_per_epoch=spe, callbacks=cbs,
-                verbose=verbose, planned_steps=epochs * spe,
-            )
-    # Cumulative over every session of the run, each up to its last
-    # checkpoint (steps run after it were lost with the kill and redone,
-    # so they count once, in the session that kept them).
-    session = checkpoint.session_seconds()
-    results = {"train_seconds": checkpoint.previous_seconds + session,
-               "session_train_seconds": session}
-
-    _save_keras(model.encoder, os.path.join(directory, "encoder.keras"))
-    _save_keras(model, os.path.join(directory, "model.keras"))
-    if "alpha_updater" in stateful:
-        results["alpha_updates"] = stateful["alpha_updater"].updates
-    if "monitor" in stateful and stateful["monitor"].records:
-        results["final_statistics"] = stateful["monitor"].records[-1]
-    if test is not None and config["eval"] != "none":
-        probe_train = train
-        if not train.num_classes or config["train_split"] == "unlabelled":
-            probe_train = data_lib.load_dataset(
-                config["dataset"], split="train",
-                data_dir=config["data_dir"], channels=config["channels"],
-            )
-        results["evaluation"] = evaluate_encoders(
-            config, probe_train, test, image_size,
-            {"AdaDim encoder": model.encoder, "random-init encoder":
-             random_encoder} if config["eval_baselines"]
-            else {"AdaDim encoder": model.encoder},
-            raw_pixels=bool(config["eval_baselines"]), log=log,
-        )
-    _atomic_json(os.path.join(directory, RESULTS), results)
-    _plot_dynamics(directory, history_rows, log)
-    print_results(results, log=log)
+        fit_session(model, session, data, config, verbose)
+        results = save_and_evaluate(run, config, data, model,
+                                    random_encoder, session, log)
+    report(run, results, session.history_rows, log)
     return {
-        "directory": directory, "config": config, "history": history_rows,
-        "results": results,
-        "resumed_from": None if state is None else (
-            state["epoch"], state["step_in_epoch"]),
+        "directory": run.path, "config": config,
+        "history": session.history_rows, "results": results,
+        "resumed_from": session.resumed_from,
     }
 
 
@@ -759,7 +687,12 @@ def extract(encoder, data, image_size, batch_size=256, verbose=None):
                                      batch_size=batch_size)
     if verbose is None:
         verbose = 1 if data.num_examples > 20 * batch_size else 0
-    feats = encoder.predict(ds.map(_images_only), verbose=verbose)
+    import tensorflow as tf
+
+    # Not converted by AutoGraph, which would re-read this file's source:
+    # an edit of the installed package during a run would change it.
+    images = ds.map(tf.autograph.experimental.do_not_convert(_images_only))
+    feats = encoder.predict(images, verbose=verbose)
     labels = np.concatenate([y for _, y in ds.as_numpy_iterator()])
     feats = np.asarray(feats, "float32")
     return feats.reshape(len(feats), -1), labels.astype("int64")
@@ -794,7 +727,8 @@ def evaluate_encoders(config, train, test, image_size, encoders,
             full = {k: v for k, v in full.items() if not k.startswith("knn")}
         full["num_test"] = int(len(yte))
         result = {"all_labels": full}
-        smallest = int(np.bincount(ytr[ytr >= 0]).min()) if len(ytr) else 0
+        counts = np.bincount(ytr[ytr >= 0]) if len(ytr) else np.zeros(1)
+        smallest = int(counts[counts > 0].min()) if counts.any() else 0
         if config["few_labels"] and smallest < int(config["few_labels"]):
             log(f"No few-label probe: the smallest class has {smallest} "
                 f"labelled images, fewer than {config['few_labels']}.")
@@ -871,5 +805,8 @@ def _plot_dynamics(directory, rows, log):
         log(f"Could not plot the training dynamics: {e}")
 
 
-__all__ = ["build_model", "build_optimizer", "evaluate_encoders", "extract",
-           "history_columns", "pretrain", "print_results", "read_run"]
+__all__ = ["PreparedData", "Session", "build_model", "build_optimizer",
+           "build_training", "configure", "default_output",
+           "evaluate_encoders", "extract", "fit_session", "history_columns",
+           "prepare_data", "pretrain", "print_results", "read_run",
+           "report", "save_and_evaluate", "start_session"]

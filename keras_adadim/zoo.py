@@ -217,19 +217,19 @@ def publish_run(run_dir, output, entry, overwrite=False):
 
     from keras_adadim import hub
     from keras_adadim import register_serializables
-    from keras_adadim import training
+    from keras_adadim import run_directory as rd
 
     hub.check_can_write(output, overwrite)
     register_serializables()  # model.keras names our layers and LARS
-    run = training.read_run(run_dir)
+    run = rd.read_run(run_dir)
     model = keras.saving.load_model(
-        os.path.join(run_dir, "model.keras"), compile=False
+        os.path.join(run_dir, rd.MODEL_FILE), compile=False
     )
     config = run["config"]
     run_results = run["results"] or {}
     results = {}
     evaluation = run_results.get("evaluation") or {}
-    main = evaluation.get("AdaDim encoder")
+    main = evaluation.get(rd.ENCODER_KEY)
     if main:
         results["linear_probe_accuracy"] = main["all_labels"]["linear_top1"]
         if main["all_labels"].get("knn_top1") is not None:
@@ -248,7 +248,7 @@ def publish_run(run_dir, output, entry, overwrite=False):
                **({f"{r['few_label']['per_class']}_per_class":
                    r["few_label"]["linear_top1"]} if r.get("few_label")
                   else {})}
-        for name, r in evaluation.items() if name != "AdaDim encoder"
+        for name, r in evaluation.items() if name != rd.ENCODER_KEY
     }
     if baselines:
         results["baselines"] = baselines

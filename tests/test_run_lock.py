@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from keras_adadim import cli
+from keras_adadim import run_directory
 from keras_adadim import training
 
 pytestmark = pytest.mark.skipif(
@@ -31,8 +32,8 @@ def _holder(directory):
     keeps it until killed. Returns the process once it holds the lock."""
     code = textwrap.dedent(f"""
         import sys, time
-        from keras_adadim.training import _RunLock
-        lock = _RunLock({str(directory)!r}).acquire()
+        from keras_adadim.run_directory import RunLock
+        lock = RunLock({str(directory)!r}).acquire()
         print("locked", flush=True)
         time.sleep(600)
     """)
@@ -107,7 +108,7 @@ def test_lock_released_when_the_holder_is_killed(held):
     directory, child = held
     child.send_signal(signal.SIGKILL)
     child.wait()
-    lock = training._RunLock(str(directory)).acquire()  # not refused
+    lock = run_directory.RunLock(str(directory)).acquire()  # not refused
     try:
         info = json.loads((directory / training.LOCK).read_text())
         assert info["pid"] == os.getpid()

@@ -373,19 +373,61 @@ def test_empty_npz_split_refused_before_training(tmp_path, no_model):
     with pytest.raises(ValueError) as e:
         training.pretrain(dataset=data, output=str(out), verbose=0,
                           log=lambda *a: None, **SMALL)
-    assert "has no images" in str(e.value) and data in str(e.value)
-    assert "train_split" in str(e.value)
+    assert "holds no images" in str(e.value) and data in str(e.value)
+    assert "train_images" in str(e.value)
     assert not out.exists()
 
 
 def test_empty_test_split_refused_before_training(tmp_path, no_model):
     data = _npz(tmp_path / "notest.npz", n_test=0)
-    with pytest.raises(ValueError, match="split 'test'.*has no images.*"
-                       "eval='none'"):
+    with pytest.raises(ValueError, match="test_split`='test'.*holds no "
+                       "images.*eval='none'"):
         training.pretrain(dataset=data, output=str(tmp_path / "run"),
                           verbose=0, log=lambda *a: None,
                           **{**SMALL, "eval": "linear"})
     assert not (tmp_path / "run").exists()
+
+
+def test_missing_test_split_refused_before_training(tmp_path, no_model):
+    data = _npz(tmp_path / "d.npz")
+    with pytest.raises(ValueError, match="test_split`='nope'.*no split "
+                       "'nope'.*--test-split.*--eval none --monitor-every 0"):
+        training.pretrain(dataset=data, output=str(tmp_path / "run"),
+                          verbose=0, log=lambda *a: None,
+                          **{**SMALL, "test_split": "nope", "eval": "linear"})
+    assert not (tmp_path / "run").exists()
+
+
+def test_knn_k_larger_than_the_probe_split_refused(tmp_path, no_model):
+    data = _npz(tmp_path / "d.npz", n_train=40)
+    with pytest.raises(ValueError, match="knn_k`=41 .*only 40 images.*"
+                       "--knn-k"):
+        training.pretrain(dataset=data, output=str(tmp_path / "run"),
+                          verbose=0, log=lambda *a: None,
+                          **{**SMALL, "eval": "all", "knn_k": 41})
+    assert not (tmp_path / "run").exists()
+
+
+def test_few_labels_above_the_smallest_class_refused(tmp_path, no_model):
+    labels = np.array([0] * 30 + [1] * 30 + [2] * 4)  # class 2: 4 images
+    data = _npz(tmp_path / "d.npz", labels_train=labels)
+    with pytest.raises(ValueError, match="few_labels`=5 .*class 2 .*only 4 "
+                       "labelled images.*--few-labels"):
+        training.pretrain(dataset=data, output=str(tmp_path / "run"),
+                          verbose=0, log=lambda *a: None,
+                          **{**SMALL, "eval": "linear", "few_labels": 5})
+    assert not (tmp_path / "run").exists()
+
+
+def test_label_counts_of_each_source(tmp_path):
+    from keras_adadim import data as data_lib
+
+    labels = np.array([0] * 30 + [1] * 30 + [3] * 4)
+    npz = data_lib.load_dataset(_npz(tmp_path / "d.npz",
+                                     labels_train=labels))
+    assert npz.label_counts().tolist() == [30, 30, 0, 4]
+    digits = data_lib.load_dataset("digits", split="test")
+    assert digits.label_counts().sum() == digits.num_examples
 
 
 def test_batch_larger_than_the_data_refused(tmp_path, no_model):

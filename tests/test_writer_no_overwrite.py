@@ -312,3 +312,32 @@ def test_evaluate_replaces_its_file_from_before_the_manifest(run_dir,
     os.remove(run_dir / MANIFEST)
     _evaluate(run_dir)
     assert len(evaluations) == 2
+
+
+def test_cli_analyze_refuses_then_overwrites_with_the_flag(runs, tmp_path,
+                                                           capsys):
+    from keras_adadim import cli
+
+    out = tmp_path / "analysis"
+    out.mkdir()
+    (out / "report.md").write_bytes(FOREIGN["report.md"])
+    before = snapshot(tmp_path)
+    assert cli.main(["analyze", *runs, "--output", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert str(out / "report.md") in err and "--overwrite" in err
+    assert snapshot(tmp_path) == before
+    assert cli.main(["analyze", *runs, "--output", str(out),
+                     "--overwrite"]) == 0
+    assert (out / "report.md").read_bytes() != FOREIGN["report.md"]
+
+
+def test_cli_evaluate_passes_the_overwrite_flag(run_dir, evaluations,
+                                                capsys):
+    from keras_adadim import cli
+
+    (run_dir / "evaluation.json").write_text('{"mine": 1}')
+    assert cli.main(["evaluate", str(run_dir)]) == 2
+    assert "evaluation.json" in capsys.readouterr().err
+    assert (run_dir / "evaluation.json").read_text() == '{"mine": 1}'
+    assert cli.main(["evaluate", str(run_dir), "--overwrite"]) == 0
+    assert "mine" not in (run_dir / "evaluation.json").read_text()

@@ -15,6 +15,9 @@ import re
 from keras_adadim import _written
 from keras_adadim.analysis import plots
 from keras_adadim.analysis.correlation import correlation_table
+from keras_adadim.run_directory import ENCODER_KEY
+from keras_adadim.run_directory import history_columns
+from keras_adadim.run_directory import read_run
 
 ACCURACY_KEYS = ("linear_top1", "knn_top1", "few_label", "online_probe")
 WRITER = "adadim analyze"
@@ -39,7 +42,8 @@ def _last_finite(values):
 
 def _accuracy(run, key):
     evaluation = (run["results"] or {}).get("evaluation") or {}
-    main = evaluation.get("AdaDim encoder") or evaluation.get("encoder")
+    # A run's results.json, or `adadim evaluate`'s evaluation.json.
+    main = evaluation.get(ENCODER_KEY) or evaluation.get("encoder")
     if key == "online_probe":
         return _last_finite(
             [r.get("probe_accuracy") for r in run["history"]])
@@ -52,7 +56,6 @@ def _accuracy(run, key):
 
 def summarise(run, accuracy_key="linear_top1"):
     """One row of the report: settings, final diagnostics, accuracy."""
-    from keras_adadim.training import history_columns
 
     config = run["config"] or {}
     columns = history_columns(run["history"])
@@ -165,8 +168,6 @@ def analyze(run_dirs, output="analysis", fmt="md",
     ``allow_mixed``), a run given twice, an unknown ``accuracy_key``, or
     files in ``output`` it may not replace (see above).
     """
-    from keras_adadim.training import history_columns
-    from keras_adadim.training import read_run
 
     if fmt not in ("md", "html"):
         raise ValueError(f"`fmt` must be 'md' or 'html'; got {fmt!r}.")

@@ -12,7 +12,6 @@ weights file and then, atomically, the state that points at it, so a kill
 during a save leaves the previous checkpoint intact.
 """
 
-import json
 import math
 import os
 import time
@@ -20,14 +19,10 @@ import time
 import keras
 import numpy as np
 
-STATE = "last.json"
-
-
-def _atomic_json(path, data):
-    tmp = f"{path}.tmp"
-    with open(tmp, "w", encoding="utf-8") as f:
-        json.dump(data, f, indent=2)
-    os.replace(tmp, path)
+from keras_adadim.run_directory import CHECKPOINT_STATE as STATE
+from keras_adadim.run_directory import atomic_save
+from keras_adadim.run_directory import atomic_write_json
+from keras_adadim.run_directory import read_json
 
 
 def read_state(directory):
@@ -39,15 +34,17 @@ def read_state(directory):
     if not os.path.exists(path):
         return None
     try:
-        with open(path, encoding="utf-8") as f:
-            state = json.load(f)
-    except (OSError, json.JSONDecodeError) as e:
+        state = read_json(path, "checkpoint state")
+    except ValueError as e:
         raise ValueError(
-            f"Cannot read the checkpoint state {path}: {e}. Delete the "
-            "checkpoint directory to start over."
-        ) from e
-    weights = os.path.join(directory, state.get("weights", ""))
-    if not state.get("weights") or not os.path.exists(weights):
+            f"{e}. Delete the checkpoint directory to start over.") from e
+    if not isinstance(state, dict):
+        raise ValueError(
+            f"The checkpoint state {path} is not a JSON object. Delete the "
+            "checkpoint directory to start over.")
+    name = state.get("weights")
+    weights = os.path.join(directory, name if isinstance(name, str) else "")
+    if not name or not isinstance(name, str) or not os.path.exists(weights):
         raise ValueError(
             f"{path} points at the weights file {weights!r}, which is "
             "missing; the checkpoint is incomplete. Delete the checkpoint "
@@ -205,9 +202,9 @@ class RunCheckpoint(keras.callbacks.Callback):
         # then the old file goes: a kill at any moment leaves a consistent
         # (state, weights) pair on disk.
         name = f"step-{optimizer_step:09d}.weights.h5"
-        self.model.save_weights(
-            os.path.join(self.directory, name), overwrite=True
-        )
+        atomic_save(
+            lambda tmp: self.model.save_weights(tmp, overwrite=True),
+            os.path.join(self.directory, name))
         previous = read_state(self.directory)
         state = {
             "weights": name,
@@ -224,7 +221,7 @@ class RunCheckpoint(keras.callbacks.Callback):
         }
         if step_in_epoch and self.epoch_logs is not None:
             state["epoch_logs"] = self.epoch_logs.partial()
-        _atomic_json(os.path.join(self.directory, STATE), state)
+        atomic_write_json(os.path.join(self.directory, STATE), state)
         if previous and previous.get("weights") not in (None, name):
             old = os.path.join(self.directory, previous["weights"])
             if os.path.exists(old):

@@ -183,6 +183,18 @@ class ImageDataset:
     def channels(self):
         return self.image_shape[-1]
 
+    def label_counts(self):
+        """Images per class (``numpy`` array indexed by label, unlabelled
+        images not counted) when the source knows its labels without
+        reading the images (arrays, ``.npz``, IDX, folders); None for
+        streamed sources (TensorFlow Datasets) and unlabelled splits."""
+        labels = None if self._access is None else self._access.labels
+        if labels is None or not self.num_classes:
+            return None
+        labels = np.asarray(labels, np.int64).reshape(-1)
+        return np.bincount(labels[labels >= 0],
+                           minlength=int(self.num_classes))
+
     def __len__(self):
         return self.num_examples
 
@@ -196,8 +208,9 @@ class _Access:
 
     def __init__(self, reader=None, encoded=None, decode=None,
                  materialize=None, nbytes=None, target=None,
-                 fingerprint=None):
+                 fingerprint=None, labels=None):
         self.fingerprint = fingerprint
+        self.labels = labels  # all labels, when known without reading
         self.reader = reader
         self.encoded = encoded
         self.decode = decode
@@ -516,7 +529,8 @@ def _in_memory(images, labels, *, name, source, split, num_classes,
         name=name,
         source=source,
         split=split,
-        _access=_Access(reader=reader, fingerprint=fingerprint),
+        _access=_Access(reader=reader, fingerprint=fingerprint,
+                        labels=labels),
     )
 
 
@@ -960,7 +974,8 @@ def _load_folder(path, split, channels, name=None):
         name=name,
         source=f"folder:{path}",
         split=os.path.basename(split_path) if split_dirs else "train",
-        _access=_Access(reader=reader, fingerprint=fingerprint),
+        _access=_Access(reader=reader, fingerprint=fingerprint,
+                        labels=labels),
     )
 
 
