@@ -218,3 +218,20 @@ def test_heavy_commands_start_quietly_without_a_gpu():
     assert out.strip() == "3.0" and err == "", err
     out, err, _ = _fresh_python(code.format(v=2))  # --verbose 2: kept
     assert out.strip() == "3.0"
+
+
+def test_tests_mirror_the_package_layout():
+    """A sub-folder of tests/ is named after a sub-package of the library
+    (tests/methods/ tests keras_adadim/methods/, ...); test modules of the
+    package's top-level modules sit in tests/ itself. Test module names are
+    unique (pytest imports them by base name)."""
+    tests = Path(__file__).resolve().parent
+    subpackages = {p.name for p in ROOT.iterdir()
+                   if (p / "__init__.py").exists()}
+    folders = {p.name for p in tests.iterdir()
+               if p.is_dir() and not p.name.startswith((".", "_"))}
+    assert folders <= subpackages, folders - subpackages
+    names = [p.name for p in tests.rglob("test_*.py")]
+    assert len(names) == len(set(names))
+    for folder in folders:
+        assert list((tests / folder).glob("test_*.py")), folder
