@@ -36,6 +36,7 @@ PRETRAIN = {
     "--alpha-every": (["0"], ["1"]),
     "--alpha-batches": (["0"], ["1"]),
     "--checkpoint-every": (["-1"], ["0"]),
+    "--devices": (["0", "-2", "1.5"], ["1", "8"]),
     "--alpha": (["1.5", "-0.1", "nan", "adaptivee"],
                 ["adaptive", "cosine", "linear", "0", "1", "0.3"]),
     "--eval": (["foo", "ALL", "knn,linear"], ["none", "linear", "knn", "all"]),
