@@ -35,6 +35,18 @@ def is_concrete(x):
     return True
 
 
+def no_grad():
+    """A context in which forward passes record no autograd graph: PyTorch
+    records one for every op on parameters unless told not to (TensorFlow
+    and JAX only differentiate inside a tape or ``jax.grad``). For passes
+    outside the training step (AlphaUpdater, RepresentationMonitor)."""
+    if keras.backend.backend() == "torch":
+        import torch
+
+        return torch.no_grad()
+    return contextlib.nullcontext()
+
+
 # --------------------------------------------------------------------------
 # Distribution (see keras_adadim/distribute.py and docs/distributed.md).
 #

@@ -193,3 +193,17 @@ def test_a_resume_removes_what_the_killed_session_left(tmp_path):
         assert not path.exists()
         assert any(str(path) in line for line in logs), logs
     assert (out / rd.ENCODER_FILE).exists() and (out / rd.RESULTS).exists()
+
+
+def test_no_mid_epoch_checkpoint_after_a_bad_batch(tmp_path):
+    """The model's guard reads the loss only every few batches: a
+    checkpoint due in between is not written while the epoch's loss is
+    non-finite (a resume would start from the bad state)."""
+    from keras_adadim.callbacks import RunCheckpoint
+
+    saved = []
+    ckpt = RunCheckpoint(str(tmp_path), steps_per_epoch=10, every_steps=2)
+    ckpt.save = lambda epoch, step: saved.append(step)
+    ckpt.on_train_batch_end(1, {"loss": np.float32(np.nan)})
+    ckpt.on_train_batch_end(3, {"loss": np.float32(0.5)})
+    assert saved == [4]

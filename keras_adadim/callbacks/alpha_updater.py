@@ -5,6 +5,7 @@ import numpy as np
 
 import keras
 
+from keras_adadim import _backend
 from keras_adadim import distribute
 
 
@@ -93,10 +94,11 @@ class AlphaUpdater(keras.callbacks.Callback):
         if epoch == self._skip_epoch:
             self._skip_epoch = None
             return
-        ratios = [
-            self.model.embedding_rank_ratio(x)
-            for x in self._draw_batches(epoch)
-        ]
+        with _backend.no_grad():  # a measurement: no autograd graph
+            ratios = [
+                self.model.embedding_rank_ratio(x)
+                for x in self._draw_batches(epoch)
+            ]
         if not ratios:
             raise ValueError(
                 "AlphaUpdater could not draw any batch from the training "

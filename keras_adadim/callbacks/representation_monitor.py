@@ -5,6 +5,7 @@ import time
 import keras
 import numpy as np
 
+from keras_adadim import _backend
 from keras_adadim import metrics as M
 
 # Logged quantities: (key suffix, function of one matrix). Applied to the
@@ -108,9 +109,10 @@ class RepresentationMonitor(keras.callbacks.Callback):
         if epoch != 0 and (epoch + 1) % self.every != 0:
             return
         start = time.perf_counter()
-        stats = representation_statistics(
-            self.model.encoder, self.model.projector, self.images
-        )
+        with _backend.no_grad():  # a measurement: no autograd graph
+            stats = representation_statistics(
+                self.model.encoder, self.model.projector, self.images
+            )
         stats["monitor_seconds"] = time.perf_counter() - start
         self.records.append({"epoch": epoch, **stats})
         if logs is not None:

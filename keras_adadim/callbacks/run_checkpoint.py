@@ -185,6 +185,12 @@ class RunCheckpoint(keras.callbacks.Callback):
             return
         step = self.epoch_offset_step + batch + 1
         if step % self.every_steps == 0 and step < self.steps_per_epoch:
+            # Never a checkpoint of a run that has seen a bad batch (the
+            # model's guard reads the loss only every few batches).
+            loss = (logs or {}).get("loss")
+            if loss is not None and not math.isfinite(
+                    float(keras.ops.convert_to_numpy(loss))):
+                return
             self.save(self._epoch, step)
 
     def on_epoch_end(self, epoch, logs=None):

@@ -20,6 +20,8 @@ from keras_adadim.models.online_probe import OnlineLinearProbe
 
 # Outputs of `call` that are not a method's per-sample rows.
 _RESERVED_OUTPUTS = frozenset({"valid", "views"})
+# Batches between the host reads of the loss that detect a bad batch.
+CHECK_EVERY = 50
 
 # Arguments of the AdaDim family that ``AdaDimModel`` accepts directly (its
 # API before methods were layers); they are passed on to the method.
@@ -476,7 +478,7 @@ class AdaDimModel(keras.Model):
         if self.built and getattr(self, "optimizer", None) is not None:
             self.optimizer.build(self.trainable_variables)
 
-    def fit(self, *args, planned_steps=None, **kwargs):
+    def fit(self, *args, planned_steps=None, check_every=None, **kwargs):
         """``keras.Model.fit``, plus: callbacks that draw training data
         (``set_training_data``, e.g. ``AlphaUpdater``) are given it, the
         planned number of steps is recorded for the schedules, array inputs
@@ -487,6 +489,10 @@ class AdaDimModel(keras.Model):
             planned_steps: the number of training steps of the whole run
                 when it is split over several ``fit`` calls (a resumed run);
                 default: ``epochs x steps`` of this call.
+            check_every: batches between the reads of the loss on the host
+                that detect a non-finite loss (and at every epoch's end);
+                default ``CHECK_EVERY`` (a per-step read would stall a
+                GPU's queue of steps).
         """
         from keras_adadim.callbacks.alpha_updater import AlphaUpdater
 
@@ -507,7 +513,10 @@ class AdaDimModel(keras.Model):
                 "Pass `callbacks=[keras_adadim.AlphaUpdater()]`.",
                 stacklevel=2,
             )
-        params["callbacks"] = [_TrainingGuard(planned_steps), *callbacks]
+        params["callbacks"] = [
+            _TrainingGuard(planned_steps, CHECK_EVERY if check_every is None
+                           else check_every),
+            *callbacks]
         try:
             # Under a TF strategy, batch norm uses global-batch statistics.
             with distribute.synchronized_batch_norm(self):
@@ -588,11 +597,20 @@ def _make_method(method, given):
 
 
 class _TrainingGuard(keras.callbacks.Callback):
-    """Internal: records the planned steps and stops on a skipped batch."""
+    """Internal: records the planned steps and stops on a skipped batch.
 
-    def __init__(self, planned_steps=None):
+    A bad batch makes the step's loss NaN (its gradients are zeroed in the
+    step), and the epoch's running-mean loss in the logs stays NaN from
+    then on, so reading it every ``check_every`` batches and at the epoch's
+    end catches every bad batch without reading the device after each one
+    (a host sync that stops Keras from queueing steps on a GPU). The error
+    names the batches between the last good check and the failing one."""
+
+    def __init__(self, planned_steps=None, check_every=CHECK_EVERY):
         super().__init__()
         self.planned = planned_steps
+        self.check_every = int(check_every or 0)
+        self._last_good = -1
 
     def on_train_begin(self, logs=None):
         model = self.model
@@ -609,18 +627,35 @@ class _TrainingGuard(keras.callbacks.Callback):
                 "`fit`."
             )
 
+    def on_epoch_begin(self, epoch, logs=None):
+        self._last_good = -1
+
     def on_train_batch_end(self, batch, logs=None):
+        if self.check_every and (batch + 1) % self.check_every == 0:
+            self._check(batch, logs)
+
+    def on_epoch_end(self, epoch, logs=None):
+        steps = self.params.get("steps")
+        self._check(None if steps is None else steps - 1, logs)
+
+    def _check(self, batch, logs):
         loss = (logs or {}).get("loss")
-        if loss is not None and not math.isfinite(float(loss)):
-            self.model.stop_training = True
-            raise ValueError(
-                f"Training batch {batch} gave a non-finite loss. If it came "
-                "from the data (NaN/Inf pixels, or a batch of a single image "
-                "where variance is undefined) the batch was skipped and the "
-                "weights are unchanged: clean the data or use "
-                "`drop_remainder=True`. Otherwise the optimisation diverged: "
-                "lower the learning rate."
-            )
+        if loss is None or math.isfinite(float(loss)):
+            self._last_good = batch if batch is not None else self._last_good
+            return
+        self.model.stop_training = True
+        first = self._last_good + 1
+        where = (f"Training batch {first}" if batch == first else
+                 f"A training batch of batches {first}-{batch}"
+                 if batch is not None else
+                 f"A training batch after batch {self._last_good}")
+        raise ValueError(
+            f"{where} gave a non-finite loss. If it came from the data "
+            "(NaN/Inf pixels, or a batch of a single image where variance "
+            "is undefined) the batch was skipped and the weights are "
+            "unchanged by it: clean the data or use `drop_remainder=True`. "
+            "Otherwise the optimisation diverged: lower the learning rate."
+        )
 
 
 def _check_images(x, name, expected_rank):

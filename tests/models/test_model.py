@@ -376,19 +376,45 @@ def test_error_nan_arrays_before_training(model_and_views):
 
 def test_nan_batch_in_dataset_is_skipped_with_clear_error(model_and_views):
     """A NaN batch inside a tf.data pipeline stops training with a clear
-    error, and the weights stay finite and unchanged by that batch."""
+    error naming it, and the weights stay finite and unchanged by it."""
     import tensorflow as tf
 
     model, x1, x2, y = model_and_views
     bad = x1.copy()
     bad[:B] = np.inf
-    ds = tf.data.Dataset.from_tensor_slices(((bad, x2), y)).batch(B)
+    ds = tf.data.Dataset.from_tensor_slices(((bad[:B], x2[:B]), y[:B]))
     model((x1[:B], x2[:B]))
     before = [np_(w).copy() for w in model.trainable_weights]
-    with pytest.raises(ValueError, match="non-finite loss"):
-        model.fit(ds, epochs=1, verbose=0)
+    with pytest.raises(ValueError, match="Training batch 0 gave a non-finite"
+                       " loss"):
+        model.fit(ds.batch(B), epochs=1, verbose=0)
     for w, old in zip(model.trainable_weights, before):
         np.testing.assert_array_equal(np_(w), old)
+
+
+@pytest.mark.parametrize("check_every,bad_batch,message", [
+    (4, 5, "batches 4-7 gave"),   # caught at the next check, batch 7
+    (0, 1, "batches 0-7 gave"),   # epoch end only
+    (1, 2, "Training batch 2 gave"),
+])
+def test_deferred_check_catches_a_bad_batch(model_and_views, check_every,
+                                            bad_batch, message):
+    """The loss is read on the host only every `check_every` batches and at
+    the epoch's end; a bad batch in between is still caught, named by the
+    range of batches since the last good check, and skipped (the weights
+    stay finite)."""
+    import tensorflow as tf
+
+    model, x1, x2, y = model_and_views
+    n = 8 * 4  # 8 batches of 4
+    views = (x1[:n].copy(), x2[:n].copy())
+    views[0][bad_batch * 4] = np.nan
+    model((x1[:4], x2[:4]))
+    ds = tf.data.Dataset.from_tensor_slices((views, y[:n])).batch(4)
+    with pytest.raises(ValueError, match=message):
+        model.fit(ds, epochs=1, verbose=0, check_every=check_every)
+    for w in model.get_weights():
+        assert np.isfinite(w).all()  # the bad batch was skipped
 
 
 def test_error_compile_with_loss_and_unknown_method():
