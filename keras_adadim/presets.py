@@ -50,7 +50,7 @@ DEFAULTS = {
     "projector_dim": 128,
     "predictor": False,  # AdaDim's optional predictor (methods with one always have it)
     "predictor_hidden_dim": 256,  # None: the method's own default
-    "queue_size": 512,  # NNCLR's support set (65,536 in the paper presets)
+    "queue_size": 512,  # NNCLR's support set, MoCo v2+'s queues (65,536: paper presets)
     "momentum_encoder": None,  # e.g. 0.996; BYOL / MoCo v3: base momentum
     "temperature": 0.1,
     "gamma": 1e-4,
@@ -258,6 +258,17 @@ METHODS = {
         "teacher": "-", "queue": "support set 65,536", "predictor": "yes",
         "defaults": "InfoNCE with NN positives, tau 0.2; predictor 4096",
         "source": _SOLO + " nnclr.yaml",
+    },
+    "mocov2plus": {
+        "class": "keras_adadim.methods.mocov2plus.MoCoV2Plus", "kwargs": {},
+        "uses": {"temperature": "temperature", "queue_size": "queue_size",
+                 "momentum_encoder": "base_momentum", "seed": "seed"},
+        "settings": {"temperature": 0.2},
+        "reference": "MoCo v2+ (Chen et al., 2020)", "views": 2,
+        "teacher": "EMA 0.99 -> 1", "queue": "keys 65,536 (per view)",
+        "predictor": "-",
+        "defaults": "InfoNCE vs queue, symmetrised, tau 0.2",
+        "source": _SOLO + " mocov2plus.yaml",
     },
 }
 # Run settings that belong to some methods only (refused as flags for the

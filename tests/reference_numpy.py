@@ -267,3 +267,22 @@ def nearest_neighbours(z, support):
 def nnclr(z1, z2, p1, p2, support, temperature):
     nn1, nn2 = nearest_neighbours(z1, support), nearest_neighbours(z2, support)
     return 0.5 * (info_nce(nn1, p2, temperature) + info_nce(nn2, p1, temperature))
+
+
+def moco_info_nce(q, k, queue, temperature):
+    """MoCo's InfoNCE: row i of q against its key k_i (class 0) and every
+    queue row (a loop over the logits [l+, l-_1, .., l-_K], not matmul)."""
+    q, k, queue = l2_normalize_rows(q), l2_normalize_rows(k), l2_normalize_rows(queue)
+    losses = []
+    for i in range(len(q)):
+        s = np.array([q[i] @ k[i]] + [q[i] @ n for n in queue]) / temperature
+        m = s.max()
+        losses.append(m + np.log(np.exp(s - m).sum()) - s[0])
+    return float(np.mean(losses))
+
+
+def mocov2plus(z1, z2, z1t, z2t, queue1, queue2, temperature):
+    """MoCo v2+ (solo-learn): q1 with k2 against the view-2 queue, q2 with
+    k1 against the view-1 queue, averaged."""
+    return 0.5 * (moco_info_nce(z1, z2t, queue2, temperature)
+                  + moco_info_nce(z2, z1t, queue1, temperature))

@@ -3,8 +3,9 @@ batch: 4 devices with global batch B give the loss, gradients, probe and
 alpha of one device with batch B (JAX ``keras.distribution.DataParallel``,
 TensorFlow ``MirroredStrategy``), per-device statistics would be caught, and
 PyTorch refuses several devices with a clear error. One step of each other
-method (BYOL, SimSiam, Barlow Twins, MoCo v3, NNCLR) gives the one-device
-loss, gradients and state (EMA teacher, NNCLR's queue in the same order).
+method (BYOL, SimSiam, Barlow Twins, MoCo v3, NNCLR, MoCo v2+) gives the
+one-device loss, gradients and state (EMA teacher, NNCLR's and MoCo v2+'s
+queues in the same order).
 
 Device counts must be set before a backend initialises, so each backend runs
 in its own subprocess: this file is also the worker script
@@ -269,27 +270,39 @@ def _check_gather_packing(strategy):
 
 # The methods of keras_adadim.methods besides AdaDim: ONE step each (tracing
 # a 4-replica step is the cost), single device vs 4 devices.
-NEW_METHODS = ("byol", "simsiam", "barlow_twins", "mocov3", "nnclr")
-QUEUE = 2 * B  # NNCLR's support set: the pushed global batch + older rows
+NEW_METHODS = ("byol", "simsiam", "barlow_twins", "mocov3", "nnclr",
+               "mocov2plus")
+QUEUE_METHODS = ("nnclr", "mocov2plus")  # FeatureQueue state
+QUEUE = 2 * B  # the queues: the pushed global batch + older rows
 
 
 def _method_model(name):
     """The tiny networks of ``_make_model`` trained by method ``name``
-    (predictor hidden width 32, NNCLR queue of 2 global batches)."""
+    (predictor hidden width 32 where the method has one, queues of 2
+    global batches)."""
     import keras_adadim as ka
 
-    kwargs = {} if name == "barlow_twins" else {"predictor_hidden_dim": 32}
-    if name == "nnclr":
+    uses = ka.METHODS[name]["uses"]
+    kwargs = {}
+    if "predictor_hidden_dim" in uses:
+        kwargs["predictor_hidden_dim"] = 32
+    if "queue_size" in uses:
         kwargs["queue_size"] = QUEUE
     return _make_model(method=ka.methods.get_method(name, **kwargs))
 
 
 def _queue(model):
+    """The method's FeatureQueues' rows, stacked (queues, QUEUE, F), in
+    layer order (NNCLR: its support set; MoCo v2+: queue1, queue2)."""
     import keras
+    import numpy as np
 
-    support = getattr(model.method, "support", None)
-    return None if support is None else keras.ops.convert_to_numpy(
-        support.queue)
+    from keras_adadim.methods.components import FeatureQueue
+
+    queues = [keras.ops.convert_to_numpy(layer.queue)
+              for layer in model.method._flatten_layers()
+              if isinstance(layer, FeatureQueue)]
+    return np.stack(queues) if queues else None
 
 
 def _one_step(model, initial):
@@ -316,7 +329,7 @@ def _one_step(model, initial):
 
 def _compare_step(single, multi):
     """Max differences of every logged value, the gradients (from the SGD
-    step), every weight and NNCLR's queue after one step."""
+    step), every weight and the queues (NNCLR, MoCo v2+) after one step."""
     import numpy as np
 
     def max_diff(a, b):
@@ -340,15 +353,21 @@ def _compare_step(single, multi):
         q0, qs, qm = single["queue0"], single["queue"], multi["queue"]
         cmp["queue_diff"] = float(np.max(np.abs(qs - qm)))
         cmp["queue_max"] = float(np.max(np.abs(qs)))
-        # Row i of the 4-device queue is nearest to row i of the 1-device
-        # one: the same rows in the same order (float noise aside).
-        dist = np.sum(np.square(qm[:, None, :] - qs[None, :, :]), axis=-1)
-        cmp["queue_same_order"] = bool(
-            np.array_equal(np.argmin(dist, axis=1), np.arange(QUEUE)))
-        # On one device the step pushed exactly B new rows in front.
-        cmp["queue_pushed_global_batch"] = bool(
-            np.array_equal(qs[B:], q0[:QUEUE - B])
-            and np.all(np.any(qs[:B] != q0[:B], axis=1)))
+        cmp["queues"] = len(qs)
+        same, pushed = True, True
+        for q0_, qs_, qm_ in zip(q0, qs, qm):  # each queue of the method
+            # Row i of the 4-device queue is nearest to row i of the
+            # 1-device one: the same rows in the same order (float noise
+            # aside).
+            dist = np.sum(np.square(qm_[:, None, :] - qs_[None, :, :]),
+                          axis=-1)
+            same = same and np.array_equal(np.argmin(dist, axis=1),
+                                           np.arange(QUEUE))
+            # On one device the step pushed exactly B new rows in front.
+            pushed = pushed and np.array_equal(qs_[B:], q0_[:QUEUE - B]) \
+                and bool(np.all(np.any(qs_[:B] != q0_[:B], axis=1)))
+        cmp["queue_same_order"] = bool(same)
+        cmp["queue_pushed_global_batch"] = bool(pushed)
     return cmp
 
 
@@ -683,7 +702,7 @@ if __name__ != "__main__":
 @pytest.fixture(scope="module")
 def results():
     """JAX and TF workers side by side (one per core), then two torch ranks.
-    About 140 s of CPU in all (70 s of it the five methods' one-step
+    About 140 s of CPU in all (70 s of it the six methods' one-step
     checks, mostly tracing 4-replica TF steps and compiling JAX steps),
     2-4 min on a 2-core machine; the deadline is generous because the
     machine may be shared."""
@@ -777,7 +796,7 @@ def test_tensorflow_without_gather_fails_the_equality(results):
 def _assert_step_matches(cmp):
     """One step on 4 devices gives the one-device step: every logged value
     (loss, terms, momentum, probe), the gradients and every weight after it
-    (online and teacher networks, BN statistics, NNCLR's queue, probe)."""
+    (online and teacher networks, BN statistics, the queues, probe)."""
     assert cmp["weights"][0] == cmp["weights"][1], cmp["weights"]
     for key, (single, multi) in cmp["first_step"].items():
         assert single is not None and multi is not None, (key, cmp)
@@ -791,8 +810,9 @@ def _assert_step_matches(cmp):
 @pytest.mark.parametrize("backend", ["jax", "tensorflow"])
 @pytest.mark.parametrize("method", NEW_METHODS)
 def test_new_method_one_step_equals_single_device(results, backend, method):
-    """BYOL, SimSiam, Barlow Twins, MoCo v3, NNCLR: one training step under
-    JAX DataParallel / TF MirroredStrategy on 4 devices = one device."""
+    """BYOL, SimSiam, Barlow Twins, MoCo v3, NNCLR, MoCo v2+: one training
+    step under JAX DataParallel / TF MirroredStrategy on 4 devices = one
+    device."""
     cmp = results[backend]["methods"][method]
     assert {"loss", method, "probe_loss"} <= set(cmp["first_step"]), cmp
     _assert_step_matches(cmp)
@@ -802,10 +822,13 @@ def test_new_method_one_step_equals_single_device(results, backend, method):
 
 
 @pytest.mark.parametrize("backend", ["jax", "tensorflow"])
-def test_nnclr_queue_holds_the_global_batch_in_order(results, backend):
-    """After one step NNCLR's support set holds the B rows of the global
-    batch in front (not a replica's B / 4), in the one-device order."""
-    cmp = results[backend]["methods"]["nnclr"]
+@pytest.mark.parametrize("method", QUEUE_METHODS)
+def test_queue_holds_the_global_batch_in_order(results, backend, method):
+    """After one step NNCLR's support set and each of MoCo v2+'s two
+    queues hold the B rows of the global batch in front (not a replica's
+    B / 4), in the one-device order."""
+    cmp = results[backend]["methods"][method]
+    assert cmp["queues"] == {"nnclr": 1, "mocov2plus": 2}[method], cmp
     assert cmp["queue_pushed_global_batch"], cmp  # one device: B rows in
     assert cmp["queue_same_order"], cmp
     # Values: float32 noise only (TF's synchronised batch norm takes the

@@ -120,3 +120,25 @@ def test_zoo_recipe_commands_parse():
         assert config["epochs"] > 0
         checked += 1
     assert checked >= 3
+
+
+def test_readme_method_table_is_the_registry():
+    """The README's method table has one row per registered method, in
+    registry order, with the registry's reference, views, teacher, queue,
+    predictor, defaults and source (a new method needs its row)."""
+    import pathlib
+
+    readme = pathlib.Path(__file__).resolve().parent.parent / "README.md"
+    lines = readme.read_text().splitlines()
+    header = "| method | reference | views | teacher | queue | predictor | defaults | source |"
+    start = lines.index(header) + 2
+    rows = []
+    for line in lines[start:]:
+        if not line.startswith("|"):
+            break
+        rows.append([cell.strip() for cell in line.strip("|").split("|")])
+    fields = ("reference", "views", "teacher", "queue", "predictor", "defaults",
+              "source")
+    expected = [[f"`{name}`", *(str(entry[k]) for k in fields)]
+                for name, entry in presets.METHODS.items()]
+    assert rows == expected

@@ -282,7 +282,8 @@ def test_zoo_train_runs_a_pretrain_recipe(tmp_path, monkeypatch):
 
 
 # ------------------------------------------------------- every method's run
-NEW_METHODS = ("byol", "simsiam", "barlow_twins", "mocov3", "nnclr")
+NEW_METHODS = ("byol", "simsiam", "barlow_twins", "mocov3", "nnclr",
+               "mocov2plus")
 _METHOD_FLAGS = ["--epochs", "2", "--batch-size", "128", "--width", "8",
                  "--projector-hidden-dim", "32", "--projector-dim", "16",
                  "--monitor-every", "1",
@@ -301,17 +302,18 @@ def test_pretrain_cli_runs_every_method(method, tmp_path, capsys):
     the method's terms and the monitor's statistics, kNN evaluation; for
     NNCLR a killed run resumes to the uninterrupted run's weights and queue
     (teacher state is restored like any weight: test_methods.py)."""
+    from keras_adadim import presets
+
     flags = ["pretrain", "--method", method, *_METHOD_FLAGS]
-    if method != "barlow_twins":  # the others have a predictor
+    if presets.METHODS[method]["predictor"] == "yes":
         flags += ["--predictor-hidden-dim", "32"]
-    if method == "nnclr":
+    if "queue_size" in presets.METHODS[method]["uses"]:  # NNCLR, MoCo v2+
         flags += ["--queue-size", "64"]
     full = str(tmp_path / "full")
     assert cli.main([*flags, "--output", full, "--verbose", "0"]) == 0
     config = json.load(open(os.path.join(full, "config.json")))
     assert config["method"] == method
     history = json.load(open(os.path.join(full, "history.json")))
-    from keras_adadim import presets
     from keras_adadim.methods import method_class
 
     terms = method_class(method).term_names

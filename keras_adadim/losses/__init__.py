@@ -9,6 +9,7 @@ from keras_adadim.losses.barlow_twins import BarlowTwinsLoss
 from keras_adadim.losses.barlow_twins import barlow_twins
 from keras_adadim.losses.info_nce import InfoNCE
 from keras_adadim.losses.info_nce import info_nce
+from keras_adadim.losses.moco import moco_info_nce
 from keras_adadim.losses.negative_cosine import NegativeCosineSimilarity
 from keras_adadim.losses.negative_cosine import negative_cosine_similarity
 from keras_adadim.losses.nnclr import nearest_neighbours
@@ -29,6 +30,7 @@ __all__ = [
     "adadim_loss",
     "barlow_twins",
     "info_nce",
+    "moco_info_nce",
     "nearest_neighbours",
     "negative_cosine_similarity",
     "nnclr",

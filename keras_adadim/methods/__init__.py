@@ -21,6 +21,7 @@ from keras_adadim.methods.byol import BYOL
 from keras_adadim.methods.components import EMATeacher
 from keras_adadim.methods.components import FeatureQueue
 from keras_adadim.methods.components import cosine_momentum
+from keras_adadim.methods.mocov2plus import MoCoV2Plus
 from keras_adadim.methods.mocov3 import MoCoV3
 from keras_adadim.methods.nnclr import NNCLR
 from keras_adadim.methods.simsiam import SimSiam
@@ -64,6 +65,7 @@ __all__ = [
     "EMATeacher",
     "FeatureQueue",
     "Method",
+    "MoCoV2Plus",
     "MoCoV3",
     "NNCLR",
     "SimSiam",

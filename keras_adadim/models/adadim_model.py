@@ -1,6 +1,6 @@
 """``AdaDimModel``: the one training model of every self-supervised method
-(AdaDim by default; BYOL, SimSiam, Barlow Twins, MoCo v3, NNCLR, SimCLR,
-VICReg, ... by ``method=``)."""
+(AdaDim by default; BYOL, SimSiam, Barlow Twins, MoCo v3, NNCLR, MoCo v2+,
+SimCLR, VICReg, ... by ``method=``)."""
 
 import inspect
 import math
@@ -69,7 +69,7 @@ class AdaDimModel(keras.Model):
         method: a registered method name (``"adadim"``, ``"simclr"``,
             ``"vicreg"``, ``"simclr+lambda"``, ``"vicreg+lambda"``,
             ``"byol"``, ``"simsiam"``, ``"barlow_twins"``, ``"mocov3"``,
-            ``"nnclr"``) or a ``Method`` instance.
+            ``"nnclr"``, ``"mocov2plus"``) or a ``Method`` instance.
         alpha, beta, gamma, temperature, sim_weight, var_weight, cov_weight,
             pairing, renyi_order, mi_penalty, momentum, predictor: arguments
             of the method named by ``method`` (see

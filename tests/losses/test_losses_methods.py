@@ -1,5 +1,5 @@
 """The compared methods' losses (negative cosine, InfoNCE, Barlow Twins,
-NNCLR) against independent float64 NumPy re-computations and closed forms,
+NNCLR, MoCo's InfoNCE with a queue) against independent float64 NumPy re-computations and closed forms,
 on the current backend (the suite runs once per backend;
 test_cross_backend.py checks that the backends agree with each other)."""
 
@@ -89,6 +89,39 @@ def test_nnclr_matches_numpy(batch):
     # An embedding that is in the support set is its own nearest neighbour.
     nn_self = np.asarray(ops.convert_to_numpy(L.nearest_neighbours(support[:5], support)))
     np.testing.assert_allclose(nn_self, ref.l2_normalize_rows(support[:5]), rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("temperature", [0.1, 0.2, 1.0])
+def test_moco_info_nce_matches_numpy(batch, temperature):
+    """MoCo v2+'s loss: each query against its key and a queue of negatives
+    (the batch's other keys are not negatives), then the method's
+    symmetrised sum."""
+    z1, z2, p1, p2, support = batch
+    got = f(L.moco_info_nce(z1, z2, support, temperature))
+    want = ref.moco_info_nce(z1, z2, support, temperature)
+    assert got == pytest.approx(want, rel=RTOL)
+    # Not InfoNCE over the batch: the other keys are not negatives.
+    assert abs(want - ref.info_nce(z1, z2, temperature)) > 1e-2
+    # Unnormalised queue rows: the loss normalises them.
+    assert f(L.moco_info_nce(z1, z2, 3.0 * support, temperature)) == pytest.approx(
+        want, rel=RTOL)
+    sym = 0.5 * (f(L.moco_info_nce(z1, p2, support[20:], temperature))
+                 + f(L.moco_info_nce(z2, p1, support[:20], temperature)))
+    assert sym == pytest.approx(
+        ref.mocov2plus(z1, z2, p1, p2, support[:20], support[20:], temperature), rel=RTOL)
+
+
+def test_moco_info_nce_closed_form():
+    """q = k unit rows orthogonal to the K queue rows: log(1 + K e^{-1/tau})."""
+    e = np.eye(7, dtype="float32")
+    for tau in (0.2, 1.0):
+        expected = math.log(1 + 4 * math.exp(-1 / tau))
+        assert f(L.moco_info_nce(e[:3], e[:3], e[3:], tau)) == pytest.approx(
+            expected, rel=1e-5)
+    with pytest.raises(ValueError, match="features"):
+        L.moco_info_nce(e[:3], e[:3], e[3:, :4])
+    with pytest.raises(ValueError, match="temperature"):
+        L.moco_info_nce(e[:3], e[:3], e[3:], 0.0)
 
 
 def test_losses_reject_bad_input(batch):

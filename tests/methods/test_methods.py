@@ -2,7 +2,7 @@
 backend (the suite runs once per backend): a finite loss that falls, every
 term and the representation diagnostics in the history; save -> load -> one
 more step equals the uninterrupted model, method state included (teacher
-weights, queue); a model saved under another backend loads here."""
+weights, queues); a model saved under another backend loads here."""
 
 import os
 import subprocess
@@ -26,7 +26,8 @@ EPOCHS = 4
 ARGS = {"byol": {"predictor_hidden_dim": 32},
         "simsiam": {"predictor_hidden_dim": 32},
         "mocov3": {"predictor_hidden_dim": 32},
-        "nnclr": {"predictor_hidden_dim": 32, "queue_size": 96}}
+        "nnclr": {"predictor_hidden_dim": 32, "queue_size": 96},
+        "mocov2plus": {"queue_size": 96}}
 CASES = {name: (name, ARGS.get(name, {})) for name in ka.METHODS}
 CASES["adadim+momentum"] = ("adadim", {"momentum": 0.99})
 
@@ -121,7 +122,8 @@ def test_teacher_and_queue_are_updated_by_training(trained, views):
     assert np.mean(cos) > 0.9, cos
 
 
-@pytest.mark.parametrize("name", ["byol", "mocov3", "nnclr", "simsiam", "barlow_twins"])
+@pytest.mark.parametrize("name", ["byol", "mocov3", "nnclr", "simsiam", "barlow_twins",
+                                  "mocov2plus"])
 def test_save_load_next_step_equals_uninterrupted(trained, views, tmp_path, name):
     x1, x2, y, _ = views
     model, _ = trained[name]
@@ -143,6 +145,30 @@ def test_save_load_next_step_equals_uninterrupted(trained, views, tmp_path, name
     assert logs[1] == pytest.approx(logs[0], rel=1e-5)
     for a, b in zip(model.weights, restored.weights):
         np.testing.assert_allclose(np_(a), np_(b), rtol=1e-5, atol=1e-6)
+
+
+def test_mocov2plus_queues_take_the_normalised_keys_of_each_view(views):
+    """One step of MoCo v2+: each view's queue gets that view's L2-normalised
+    teacher keys (the teacher as moved by the step) in front, the older rows
+    shifted back, newest first; the queries have no predictor."""
+    x1, x2, y, _ = views
+    model = make_model("mocov2plus")
+    method = model.method
+    assert getattr(method, "predictor", None) is None
+    model((x1[:B], x2[:B]))  # build
+    before = [np_(q.queue).copy() for q in (method.queue1, method.queue2)]
+    assert before[0].shape == (96, 16)
+    np.testing.assert_allclose(np.linalg.norm(before[0], axis=1), 1.0, rtol=1e-5)
+    assert not np.allclose(before[0], before[1])  # seeds seed, seed + 1
+    model.fit((x1[:B], x2[:B]), y[:B], batch_size=B, epochs=1, shuffle=False, verbose=0)
+    for old, queue, x in zip(before, (method.queue1, method.queue2), (x1, x2)):
+        with keras.StatelessScope():  # the step's teacher, batch statistics
+            _, z = method.teacher(x[:B], training=True)
+        z = np_(z)
+        now = np_(queue.queue)
+        np.testing.assert_array_equal(now[B:], old[:-B])
+        np.testing.assert_allclose(now[:B], z / np.linalg.norm(z, axis=1, keepdims=True),
+                                   rtol=1e-4, atol=1e-5)
 
 
 def test_methods_saved_under_another_backend_load_here(views, tmp_path):
@@ -184,7 +210,7 @@ def test_method_losses_equal_their_formulas(views):
 
     x1, x2, _, _ = views
     v = (x1[:B], x2[:B])
-    for name in ("byol", "simsiam", "barlow_twins", "mocov3", "nnclr"):
+    for name in ("byol", "simsiam", "barlow_twins", "mocov3", "nnclr", "mocov2plus"):
         model = make_model(name)
         with keras.StatelessScope():
             out = model(v, training=True)
@@ -201,6 +227,9 @@ def test_method_losses_equal_their_formulas(views):
                                      + ref.info_nce(r["p2"], r["z1t"], 0.2)),
             "nnclr": lambda: ref.nnclr(r["z1"], r["z2"], r["p1"], r["p2"],
                                        np_(model.method.support.queue), 0.2),
+            "mocov2plus": lambda: ref.mocov2plus(
+                r["z1"], r["z2"], r["z1t"], r["z2t"], np_(model.method.queue1.queue),
+                np_(model.method.queue2.queue), 0.2),
         }[name]()
         assert loss == pytest.approx(expected, rel=1e-4, abs=1e-6), name
 
@@ -215,6 +244,8 @@ def test_bad_method_arguments_are_refused():
         ka.AdaDimModel(enc, proj, method=get_method("byol"), gamma=0.1)
     with pytest.raises(ValueError, match="queue `size`"):
         get_method("nnclr", queue_size=0)
+    with pytest.raises(ValueError, match="'mocov2plus' does not take `predictor_hidden_dim`"):
+        get_method("mocov2plus", predictor_hidden_dim=32)
     model = ka.AdaDimModel(enc, proj, method=get_method("byol", predictor_hidden_dim=8))
     with pytest.raises(AttributeError, match="alpha and beta belong to AdaDim"):
         model.set_alpha(0.5)
