@@ -296,14 +296,14 @@ _PRETRAIN_FLAGS = [
     ("--projector-hidden-dim", "projector_hidden_dim",
      _setting("projector_hidden_dim"), "projector hidden size"),
     ("--momentum-encoder", "momentum_encoder", _setting("momentum_encoder"),
-     "EMA momentum of a momentum encoder (e.g. 0.996); BYOL / MoCo v3: "
-     "the teacher's base momentum"),
+     "EMA momentum of a momentum encoder (e.g. 0.996); BYOL / MoCo v3 / "
+     "MoCo v2+: the teacher's base momentum"),
     ("--predictor-hidden-dim", "predictor_hidden_dim",
      _setting("predictor_hidden_dim"),
      "hidden width of the predictor (BYOL, SimSiam, MoCo v3, NNCLR, "
      "AdaDim's --predictor)"),
     ("--queue-size", "queue_size", _setting("queue_size"),
-     "NNCLR's support set (rows)"),
+     "rows of NNCLR's support set / each of MoCo v2+'s negative queues"),
     ("--temperature", "temperature", _setting("temperature"),
      "InfoNCE temperature"),
     ("--gamma", "gamma", _setting("gamma"),
