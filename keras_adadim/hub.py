@@ -17,7 +17,6 @@ the repo's ``config.json``) before Keras reads them, and Keras loads them with
 """
 
 import datetime
-import hashlib
 import json
 import os
 import re
@@ -28,6 +27,7 @@ import zipfile
 import keras
 
 from keras_adadim import zoo
+from keras_adadim._written import sha256_of  # noqa: F401 (hub.sha256_of)
 
 ENCODER_FILE = "encoder.keras"
 MODEL_FILE = "model.keras"
@@ -45,14 +45,6 @@ WRITTEN_FILES = (ENCODER_FILE, MODEL_FILE, CONFIG_FILE, CARD_FILE)
 
 
 # ------------------------------------------------------------------ helpers
-def sha256_of(path, chunk=1 << 20):
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(chunk), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def _version():
     from keras_adadim import __version__
 

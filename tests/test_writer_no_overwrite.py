@@ -8,11 +8,11 @@ manifest, recognised by their content), are replaced freely, so re-running
 either is still one command. Nothing is trained here: the evaluation
 itself is replaced by a stub."""
 
-import hashlib
 import json
 import os
 
 import pytest
+from disk_snapshot import snapshot  # tests/disk_snapshot.py
 
 from keras_adadim import _written
 from keras_adadim import evaluate_run
@@ -20,22 +20,6 @@ from keras_adadim import training
 from keras_adadim.analysis import report
 
 MANIFEST = _written.MANIFEST_FILE
-
-
-def snapshot(root):
-    """``{relative path: (kind, sha256, mtime_ns)}`` of every file and
-    folder under ``root``."""
-    out = {}
-    for base, dirs, files in os.walk(root):
-        for d in dirs:
-            out[os.path.relpath(os.path.join(base, d), root)] = ("dir",)
-        for f in files:
-            path = os.path.join(base, f)
-            with open(path, "rb") as fh:
-                digest = hashlib.sha256(fh.read()).hexdigest()
-            out[os.path.relpath(path, root)] = (
-                "file", digest, os.stat(path).st_mtime_ns)
-    return out
 
 
 def assert_refused(root, call, *named):

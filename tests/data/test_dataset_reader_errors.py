@@ -17,7 +17,6 @@ Every file is written here, tiny, into tmp_path; no network, no training.
 """
 
 import gzip
-import hashlib
 import io
 import os
 import re
@@ -25,6 +24,7 @@ import zipfile
 
 import numpy as np
 import pytest
+from disk_snapshot import snapshot  # tests/disk_snapshot.py
 
 from keras_adadim.data import idx
 from keras_adadim.data import load_dataset
@@ -34,23 +34,6 @@ CLEAN_TYPES = (ValueError, FileNotFoundError, idx.IdxFormatError)
 
 
 # ---- helpers -------------------------------------------------------------
-
-
-def snapshot(root):
-    """``{relative path: (kind, sha256, mtime_ns)}`` of every file and
-    folder under ``root`` (folders: kind "dir", no hash)."""
-    out = {}
-    for base, dirs, files in os.walk(root):
-        for d in dirs:
-            path = os.path.join(base, d)
-            out[os.path.relpath(path, root)] = ("dir", None, None)
-        for f in files:
-            path = os.path.join(base, f)
-            with open(path, "rb") as fh:
-                digest = hashlib.sha256(fh.read()).hexdigest()
-            out[os.path.relpath(path, root)] = (
-                "file", digest, os.stat(path).st_mtime_ns)
-    return out
 
 
 def assert_clean_error(root, call, named, expected=ValueError, fix=None):
