@@ -204,6 +204,7 @@ class RunDirectory:
     def __init__(self, path):
         self.path = os.fspath(path)
         self._lock = None
+        self._created = False  # whether lock() made the directory
 
     def __repr__(self):
         return f"RunDirectory({self.path!r})"
