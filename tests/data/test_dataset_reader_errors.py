@@ -24,6 +24,7 @@ import zipfile
 
 import numpy as np
 import pytest
+from idx_bytes import idx_bytes as _idx_bytes  # tests/idx_bytes.py
 from disk_snapshot import snapshot  # tests/disk_snapshot.py
 
 from keras_adadim.data import idx
@@ -373,18 +374,6 @@ def test_good_folder_still_loads(tmp_path):
 
 
 # ---- folders of MNIST-format IDX files --------------------------------
-
-_TYPE_CODES = {np.dtype(v).newbyteorder("="): k
-               for k, v in idx.IDX_DTYPES.items()}
-
-
-def _idx_bytes(array):
-    array = np.asarray(array)
-    code = _TYPE_CODES[array.dtype.newbyteorder("=")]
-    header = bytes([0, 0, code, array.ndim]) + np.asarray(
-        array.shape, ">u4").tobytes()
-    return header + array.astype(array.dtype.newbyteorder(">")).tobytes()
-
 
 IMAGES = "train-images-idx3-ubyte.gz"
 LABELS = "train-labels-idx1-ubyte.gz"

@@ -9,6 +9,7 @@ import os
 
 import numpy as np
 import pytest
+from idx_bytes import idx_bytes as _idx_bytes  # tests/idx_bytes.py
 
 from keras_adadim.data import datasets as datasets_module
 from keras_adadim.data import idx
@@ -17,18 +18,6 @@ from keras_adadim.data import pretraining_dataset
 from keras_adadim.data.idx import IdxFormatError
 from keras_adadim.data.idx import load_idx_split
 from keras_adadim.data.idx import read_idx
-
-_TYPE_CODES = {np.dtype(v).newbyteorder("="): k
-               for k, v in idx.IDX_DTYPES.items()}
-
-
-def _idx_bytes(array):
-    array = np.asarray(array)
-    code = _TYPE_CODES[array.dtype.newbyteorder("=")]
-    header = bytes([0, 0, code, array.ndim]) + np.asarray(
-        array.shape, ">u4").tobytes()
-    return header + array.astype(array.dtype.newbyteorder(">")).tobytes()
-
 
 def _write(path, data, gz=None):
     """Write IDX ``data`` (an array, or raw bytes) to ``path``, gzipped when
