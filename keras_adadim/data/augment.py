@@ -237,16 +237,7 @@ def _view_augmentation(spec, image_size, channels):
 
     color = channels == 3
     kernel_size = blur_kernel_size(image_size)
-    jitter_ops = [
-        (name, strength)
-        for name, strength in (
-            ("brightness", spec.brightness),
-            ("contrast", spec.contrast),
-            ("saturation", spec.saturation if color else 0.0),
-            ("hue", spec.hue if color else 0.0),
-        )
-        if strength > 0
-    ]
+    ops = jitter_ops(spec, channels)
 
     def maybe(p, seed, fn, x, skip_work=False):
         # Cheap ops are computed and selected with `where` (no control
@@ -256,7 +247,7 @@ def _view_augmentation(spec, image_size, channels):
             return x
         if p >= 1:
             return fn(x)
-        apply = tf.random.stateless_uniform((), seed) < p
+        apply = drawn(p, seed)
         if skip_work:
             return tf.cond(apply, lambda: fn(x), lambda: x)
         return tf.where(apply, fn(x), x)
@@ -283,10 +274,10 @@ def _view_augmentation(spec, image_size, channels):
                 x, (image_size, image_size), antialias=True
             )
         x = tf.ensure_shape(x, (image_size, image_size, channels))
-        if jitter_ops and spec.jitter_p > 0:
+        if ops and spec.jitter_p > 0:
             x = maybe(
                 spec.jitter_p, s[1],
-                lambda v: color_jitter(v, jitter_ops, s[2]), x,
+                lambda v: color_jitter(v, ops, s[2]), x,
             )
         if color:
             x = maybe(spec.grayscale_p, s[3], _grayscale3, x)
@@ -313,17 +304,76 @@ def _view_augmentation(spec, image_size, channels):
     return augment
 
 
-def random_resized_crop(image, size, scale=(0.08, 1.0), ratio=(0.75, 4 / 3),
-                        seed=(0, 0)):
-    """torchvision's ``RandomResizedCrop`` with stateless randomness: 10
-    (area, log-aspect) draws, the first that fits is used, else the whole
-    image (clamped to ``ratio``, centred); then a bilinear, antialiased
-    resize to ``size x size``."""
+def jitter_ops(spec, channels=3):
+    """The colour-jitter ops of a view, ``[(name, strength), ...]`` in
+    torchvision's order, those of strength 0 left out (saturation and hue
+    too for grayscale images). The device path uses the same list."""
+    color = channels == 3
+    return [
+        (name, strength)
+        for name, strength in (
+            ("brightness", spec.brightness),
+            ("contrast", spec.contrast),
+            ("saturation", spec.saturation if color else 0.0),
+            ("hue", spec.hue if color else 0.0),
+        )
+        if strength > 0
+    ]
+
+
+def drawn(p, seed):
+    """Whether an op of probability ``p`` is applied: a bool tensor."""
+    import tensorflow as tf
+
+    return tf.random.stateless_uniform((), seed) < p
+
+
+def view_parameters(spec, image_shape, seed):
+    """The random parameters ``view_augmentation(spec, ...)`` draws for an
+    image of shape ``image_shape`` (H, W, C) and a seed of shape [2]: a
+    dict of tensors with the keys of
+    ``keras_adadim.data.device_augment.sample_view_parameters`` (crop box
+    ``top``, ``left``, ``height``, ``width``; flags ``jitter``,
+    ``grayscale``, ``blur``, ``solarize``, ``flip``; ``sigma``; jitter
+    ``factors`` (one per op of ``jitter_ops``, hue as its shift) and
+    ``order``). The same helpers and seed splits as the view itself, so the
+    host path's distributions can be compared with the device path's."""
+    import tensorflow as tf
+
+    h, w, channels = (int(d) for d in image_shape)
+    seed = tf.cast(tf.convert_to_tensor(seed), tf.int64)
+    s = tf.random.experimental.stateless_split(seed, 10)
+    if spec.crop:
+        top, left, ch, cw = crop_box(h, w, spec.crop_scale, spec.crop_ratio,
+                                     s[0])
+    else:
+        top, left, ch, cw = (tf.constant(v) for v in (0, 0, h, w))
+    ops = jitter_ops(spec, channels)
+    factors, order = jitter_factors(ops, s[2]) if ops else (
+        tf.zeros((0,)), tf.zeros((0,), tf.int32))
+    return {
+        "top": top, "left": left, "height": ch, "width": cw,
+        "jitter": drawn(spec.jitter_p, s[1]) if ops else tf.constant(False),
+        "factors": factors, "order": order,
+        "grayscale": (drawn(spec.grayscale_p, s[3]) if channels == 3
+                      else tf.constant(False)),
+        "blur": drawn(spec.blur_p, s[4]),
+        "sigma": blur_sigma(spec.blur_sigma, s[5]),
+        "solarize": drawn(spec.solarize_p, s[6]),
+        "flip": drawn(spec.flip_p, s[7]),
+    }
+
+
+def crop_box(h_in, w_in, scale, ratio, seed):
+    """torchvision's ``RandomResizedCrop.get_params`` with stateless
+    randomness: 10 (area, log-aspect) draws, the first that fits is used,
+    else the whole image (clamped to ``ratio``, centred). Returns int32
+    ``(top, left, height, width)``."""
     import tensorflow as tf
 
     s1, s2 = tf.unstack(tf.random.experimental.stateless_split(seed, 2))
-    shape = tf.shape(image)
-    h_in, w_in = shape[0], shape[1]
+    h_in = tf.cast(h_in, tf.int32)
+    w_in = tf.cast(w_in, tf.int32)
     hf, wf = tf.cast(h_in, tf.float32), tf.cast(w_in, tf.float32)
     u = tf.random.stateless_uniform((10, 2), s1)
     area = hf * wf * (scale[0] + (scale[1] - scale[0]) * u[:, 0])
@@ -363,6 +413,19 @@ def random_resized_crop(image, size, scale=(0.08, 1.0), ratio=(0.75, 4 / 3),
         ),
         (w_in - cw) // 2,
     )
+    return top, left, ch, cw
+
+
+def random_resized_crop(image, size, scale=(0.08, 1.0), ratio=(0.75, 4 / 3),
+                        seed=(0, 0)):
+    """torchvision's ``RandomResizedCrop`` with stateless randomness: 10
+    (area, log-aspect) draws, the first that fits is used, else the whole
+    image (clamped to ``ratio``, centred); then a bilinear, antialiased
+    resize to ``size x size``."""
+    import tensorflow as tf
+
+    shape = tf.shape(image)
+    top, left, ch, cw = crop_box(shape[0], shape[1], scale, ratio, seed)
     crop = tf.slice(image, tf.stack([top, left, 0]), tf.stack([ch, cw, -1]))
     out = tf.image.resize(crop, (size, size), method="bilinear",
                           antialias=True)
@@ -409,16 +472,13 @@ def color_jitter(x, ops, seed):
     if set(names) - known:
         raise ValueError(f"Unknown colour-jitter ops {set(names) - known}.")
     color = x.shape[-1] == 3
-    s1, s2 = tf.unstack(tf.random.experimental.stateless_split(seed, 2))
-    u = tf.random.stateless_uniform((len(ops),), s1)
-    order = tf.argsort(tf.random.stateless_uniform((len(ops),), s2))
+    factors, order = jitter_factors(ops, seed)
     one, zero = tf.constant(1.0), tf.constant(0.0)
     a, b, c, hue = [], [], [], zero
     for i, (name, strength) in enumerate(ops):
-        low = max(0.0, 1.0 - strength)
-        f = low + (1.0 + strength - low) * u[i]
+        f = factors[i]
         if name == "hue":
-            hue = strength * (2.0 * u[i] - 1.0)
+            hue = f
             a.append(one), b.append(zero), c.append(zero)
         else:
             a.append(f)
@@ -438,14 +498,40 @@ def color_jitter(x, ops, seed):
     return x
 
 
+def jitter_factors(ops, seed):
+    """The factors of ``color_jitter``'s ops (``f`` uniform in
+    ``[max(0, 1 - s), 1 + s]``; hue's shift uniform in ``[-s, s]``) and
+    the order they are applied in (a uniformly random permutation)."""
+    import tensorflow as tf
+
+    s1, s2 = tf.unstack(tf.random.experimental.stateless_split(seed, 2))
+    u = tf.random.stateless_uniform((len(ops),), s1)
+    order = tf.argsort(tf.random.stateless_uniform((len(ops),), s2))
+    factors = []
+    for i, (name, strength) in enumerate(ops):
+        if name == "hue":
+            factors.append(strength * (2.0 * u[i] - 1.0))
+        else:
+            low = max(0.0, 1.0 - strength)
+            factors.append(low + (1.0 + strength - low) * u[i])
+    return tf.stack(factors), order
+
+
+def blur_sigma(sigma_range, seed):
+    """The blur's sigma, uniform in ``sigma_range``."""
+    import tensorflow as tf
+
+    return tf.random.stateless_uniform(
+        (), seed, sigma_range[0], sigma_range[1]
+    )
+
+
 def gaussian_blur(x, kernel_size, sigma_range, seed):
     """Separable Gaussian blur with sigma uniform in ``sigma_range``,
     reflect padding, same size out."""
     import tensorflow as tf
 
-    sigma = tf.random.stateless_uniform(
-        (), seed, sigma_range[0], sigma_range[1]
-    )
+    sigma = blur_sigma(sigma_range, seed)
     radius = kernel_size // 2
     r = tf.range(-radius, radius + 1, dtype=tf.float32)
     k = tf.exp(-(r**2) / (2.0 * sigma**2))
@@ -547,8 +633,11 @@ __all__ = [
     "SCHEME_NAMES",
     "ViewSpec",
     "blur_kernel_size",
+    "crop_box",
+    "jitter_ops",
     "make_augmentation",
     "random_resized_crop",
     "save_sample_views",
     "view_augmentation",
+    "view_parameters",
 ]
