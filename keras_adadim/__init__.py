@@ -32,7 +32,8 @@ _EXPORTS = {
 # Modules whose import registers serialisable classes with Keras; imported
 # together with any heavy name so that `keras.saving.load_model` finds them.
 _REGISTERING = ("keras_adadim.losses", "keras_adadim.methods",
-                "keras_adadim.models", "keras_adadim.optimizers")
+                "keras_adadim.models", "keras_adadim.optimizers",
+                "keras_adadim.data.device_augment")
 
 # presets and zoo are plain Python (no Keras); they need no registration.
 _LIGHT = ("presets", "zoo")

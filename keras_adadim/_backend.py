@@ -47,6 +47,27 @@ def no_grad():
     return contextlib.nullcontext()
 
 
+def has_accelerator():
+    """Whether the backend trains on an accelerator (GPU / TPU) rather
+    than the CPU: ``--augment-on auto`` makes the views there when it
+    does."""
+    backend = keras.backend.backend()
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        return bool(tf.config.list_physical_devices("GPU")
+                    or tf.config.list_physical_devices("TPU"))
+    if backend == "jax":
+        import jax
+
+        return jax.default_backend() != "cpu"
+    if backend == "torch":
+        import torch
+
+        return bool(torch.cuda.is_available())
+    return False
+
+
 # --------------------------------------------------------------------------
 # Distribution (see keras_adadim/distribute.py and docs/distributed.md).
 #

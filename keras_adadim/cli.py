@@ -316,6 +316,11 @@ _PRETRAIN_FLAGS = [
      "batches per alpha update"),
     ("--augmentation", "augmentation", _setting("augmentation"),
      _names("augmentation")),
+    ("--augment-on", "augment_on", _setting("augment_on"),
+     "where the views are made: host (tf.data, the default), device "
+     "(inside the compiled step, every sample its own parameters; not the "
+     "digits scheme, one device) or auto (device when the backend has an "
+     "accelerator)"),
     ("--epochs", "epochs", _setting("epochs"), "training epochs"),
     ("--batch-size", "batch_size", _setting("batch_size"),
      "images per view per step"),

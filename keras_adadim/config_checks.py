@@ -51,6 +51,7 @@ PROJECTOR_NAMES = ("small", "baseline", "expanded",
 OPTIMIZER_NAMES = ("lars", "sgd", "adamw")  # optimizers.OPTIMIZER_NAMES
 AUGMENTATION_NAMES = ("auto", "asymmetric", "ressl", "symmetric",
                       "digits")  # "auto" + data.augment.SCHEME_NAMES
+AUGMENT_ON_NAMES = ("host", "device", "auto")  # where the views are made
 SCHEDULE_NAMES = ("constant", "cosine")
 EVAL_NAMES = ("none", "linear", "knn", "all")
 ALPHA_SCHEDULES = ("adaptive", "cosine", "linear")
@@ -84,6 +85,7 @@ RULES = {
     "alpha_every": Rule(_INT, 1),
     "alpha_batches": Rule(_INT, 1),
     "augmentation": Rule("choice", choices=AUGMENTATION_NAMES),
+    "augment_on": Rule("choice", choices=AUGMENT_ON_NAMES),
     "epochs": Rule(_INT, 1),
     "batch_size": Rule(_INT, 2),  # the losses need batch statistics
     "optimizer": Rule("choice", choices=OPTIMIZER_NAMES),

@@ -58,6 +58,10 @@ DEFAULTS = {
     "alpha_every": 10,
     "alpha_batches": 10,
     "augmentation": "auto",
+    # Where the views are made: host (tf.data), device (inside the compiled
+    # step, keras_adadim.data.device_augment) or auto (device when the
+    # backend has an accelerator and the scheme has a device version).
+    "augment_on": "host",
     "epochs": 60,
     "batch_size": 128,
     "optimizer": "adamw",

@@ -104,9 +104,11 @@ def _tensorboard(run, log):
 
 
 # ---------------------------------------------------------------- building
-def build_model(config, num_classes=None, image_shape=None):
+def build_model(config, num_classes=None, image_shape=None,
+                augmentation=None):
     """Encoder, projector (and predictor) and the ``AdaDimModel`` of a
-    configuration. ``image_shape`` is (H, W, C) of the pipeline's views."""
+    configuration. ``image_shape`` is (H, W, C) of the views;
+    ``augmentation``: the model's view layers (``--augment-on device``)."""
     from keras_adadim.models import AdaDimModel
     from keras_adadim.models import backbones
     from keras_adadim.models import heads
@@ -149,6 +151,7 @@ def build_model(config, num_classes=None, image_shape=None):
         method=methods.get_method(config["method"], **args),
         num_classes=num_classes if config["online_probe"] else None,
         probe_learning_rate=float(config["probe_learning_rate"]),
+        augmentation=augmentation,
     )
     return model
 
@@ -224,6 +227,7 @@ def configure(config=None, overrides=None):
         config = {**config, **{k: v for k, v in overrides.items()
                                if v is not None}}
     config = presets_lib.validate(dict(config))
+    config["augment_on"] = _augment_on(config)
     devices = int(config.get("devices") or 1)
     if int(config["batch_size"]) % devices:
         raise ValueError(
@@ -231,6 +235,36 @@ def configure(config=None, overrides=None):
             f"`devices`={devices} equal slices: pass a batch size that is "
             f"a multiple of {devices} (--batch-size), or other --devices.")
     return config
+
+
+def _augment_on(config):
+    """``augment_on`` resolved (``auto``: device when the backend has an
+    accelerator and the scheme a device version, else host; recorded so
+    that a resume makes its views where the run did) and checked."""
+    setting = config.get("augment_on") or "host"
+    scheme = config["augmentation"]
+    if scheme == "auto":  # as data.resolve_scheme, before the data loads
+        digits = str(config["dataset"]).lower() == "digits"
+        scheme = "digits" if digits else "asymmetric"
+    if setting == "auto":
+        from keras_adadim import _backend
+
+        setting = ("device" if scheme != "digits"
+                   and _backend.has_accelerator() else "host")
+    if setting == "device" and scheme == "digits":
+        raise ValueError(
+            "`augment_on`='device' (--augment-on device) with the 'digits' "
+            "scheme: the 8x8 digits views are made on the host only. Pass "
+            "--augment-on host, or another scheme (--augmentation "
+            "asymmetric, ressl or symmetric).")
+    if setting == "device" and int(config.get("devices") or 1) > 1:
+        # Under tf.distribute every replica would draw the same parameters
+        # for its slice of the batch.
+        raise ValueError(
+            f"`augment_on`='device' (--augment-on device) with `devices`="
+            f"{config['devices']}: device augmentation runs on one device. "
+            "Pass --augment-on host for a multi-device run, or --devices 1.")
+    return setting
 
 
 @dataclasses.dataclass
@@ -251,6 +285,7 @@ class PreparedData:
     fingerprint: dict
     augmentation: str
     seed: int
+    augment_on: str = "host"  # "device": the stream holds plain images
 
     def stream(self, epoch, step=0):
         from keras_adadim import data as data_lib
@@ -259,8 +294,20 @@ class PreparedData:
             self.train, augmentation=self.augmentation,
             image_size=self.image_size, batch_size=self.batch_size,
             seed=self.seed, with_labels=self.labelled, epoch=epoch,
-            step=step,
+            step=step, augment_on=self.augment_on,
         )
+
+    def device_augmentation(self):
+        """The model's view layers for ``augment_on='device'`` (None on
+        the host path)."""
+        if self.augment_on != "device":
+            return None
+        from keras_adadim.data import resolve_scheme
+        from keras_adadim.data.device_augment import device_augmentations
+
+        return device_augmentations(
+            resolve_scheme(self.train, self.augmentation), self.image_size,
+            seed=self.seed)
 
 
 def _load_split(config, split):
@@ -315,6 +362,7 @@ def prepare_data(config, log=print):
                       and config["train_split"] != "unlabelled"),
         fingerprint=data_lib.fingerprint(train),
         augmentation=config["augmentation"], seed=int(config["seed"]),
+        augment_on=config.get("augment_on", "host"),
     )
 
 
@@ -395,11 +443,13 @@ def build_training(config, data):
     model = build_model(
         config, num_classes=data.train.num_classes if data.labelled else None,
         image_shape=(data.image_size, data.image_size, data.channels),
+        augmentation=data.device_augmentation(),
     )
     random_encoder = keras.models.clone_model(model.encoder)
     model.compile(optimizer=build_optimizer(config, data.steps_per_epoch))
-    first = next(iter(data.stream(0).take(1)))
-    model(tuple(np.asarray(v) for v in first[0]))
+    first = next(iter(data.stream(0).take(1)))[0]
+    model(tuple(np.asarray(v) for v in first) if isinstance(first, tuple)
+          else np.asarray(first))
     model.optimizer.build(model.trainable_variables)
     return model, random_encoder
 
@@ -633,7 +683,11 @@ def _pretrain_locked(config, run, resume, verbose, callbacks, log):
                 f"{run.path!r} already holds a run; pass another output "
                 "directory (or resume=True to continue it)."
             )
-        run.check_settings(config)
+        saved = run.read_config()
+        run.check_settings(
+            config if "augment_on" in saved or config["augment_on"] != "host"
+            # Runs recorded before augment_on existed made host views.
+            else {k: v for k, v in config.items() if k != "augment_on"})
         if run.is_finished():
             done = run.read()
             log(f"{run.path} is a finished run; its results:")

@@ -13,6 +13,7 @@ from keras_adadim.data.datasets import fingerprint
 from keras_adadim.data.datasets import from_arrays
 from keras_adadim.data.datasets import load_dataset
 from keras_adadim.data.datasets import pretraining_dataset
+from keras_adadim.data.datasets import resolve_scheme
 from keras_adadim.data.datasets import steps_per_epoch
 from keras_adadim.data.datasets import to_numpy
 from keras_adadim.data.digits import digits_views
@@ -32,6 +33,7 @@ __all__ = [
     "load_digits",
     "make_augmentation",
     "pretraining_dataset",
+    "resolve_scheme",
     "save_sample_views",
     "steps_per_epoch",
     "to_numpy",

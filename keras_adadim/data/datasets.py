@@ -1381,6 +1381,13 @@ def _resolve_scheme(data, augmentation):
     return augmentation
 
 
+def resolve_scheme(data, augmentation):
+    """The scheme ``pretraining_dataset(data, augmentation)`` uses:
+    ``"auto"`` is ``"digits"`` for digits, else ``"asymmetric"``; anything
+    else as given."""
+    return _resolve_scheme(_check_data(data), augmentation)
+
+
 def _resize_to(image, size):
     """float ``[H, W, C]`` to ``[size, size, C]``: the shorter side resized
     to ``size`` (bilinear, antialiased), then a centred crop."""
@@ -1414,6 +1421,7 @@ def pretraining_dataset(
     *,
     step=0,
     epochs=None,
+    augment_on="host",
 ):
     """The batched two-view stream for pre-training: ``((x1, x2), y)``, or
     ``((x1, x2),)`` with ``with_labels=False`` (a plain pair would be read
@@ -1468,6 +1476,13 @@ def pretraining_dataset(
         step: first step within ``epoch`` (for resuming mid-epoch).
         epochs: number of epochs in the stream (None: forever; pass
             ``steps_per_epoch`` to ``fit``).
+        augment_on: ``"host"`` (the views are made here, in ``tf.data``)
+            or ``"device"``: the stream yields the un-augmented images,
+            ``(x, y)`` or ``(x,)``, at their stored size (resized to
+            ``image_size`` where the sizes vary), shuffled and resumable as
+            above, for a model that makes the views in its step
+            (``keras_adadim.data.device_augment.device_augmentations``);
+            ``augmentation`` must then be a scheme the device path has.
 
     Raises:
         ValueError: an empty dataset, ``batch_size`` < 2 or larger than the
@@ -1511,7 +1526,22 @@ def pretraining_dataset(
     image_size = _resolve_image_size(data, image_size)
     scheme = _resolve_scheme(data, augmentation)
     channels = data.image_shape[-1]
-    if scheme is None:
+    if augment_on not in ("host", "device"):
+        raise ValueError(
+            f"`augment_on` must be 'host' or 'device'; got {augment_on!r}.")
+    on_device = augment_on == "device"
+    if on_device:
+        from keras_adadim.data.device_augment import view_specs
+
+        view_specs(scheme)  # refuses host-only schemes, naming the fix
+        h, w = data.image_shape[:2]
+        fixed = h is not None and w is not None
+
+        def undo(x, s):  # the image itself, one size for batching
+            return x if fixed else _resize_to(x, image_size)
+
+        view1 = view2 = undo
+    elif scheme is None:
         view1 = view2 = lambda x, s: _resize_to(x, image_size)  # noqa: E731
     else:
         view1, view2 = make_augmentation(scheme, image_size, channels)
@@ -1612,6 +1642,8 @@ def pretraining_dataset(
         s = tf.random.experimental.stateless_fold_in(aug_key, k)
         s = tf.cast(tf.random.experimental.stateless_split(s, 2), tf.int32)
         views = (view1(x, s[0]), view2(x, s[1]))
+        if on_device:
+            views = views[0]
         if with_labels:
             return views, tf.cast(label, tf.int64)
         return (views,)
@@ -1692,6 +1724,7 @@ __all__ = [
     "from_arrays",
     "load_dataset",
     "pretraining_dataset",
+    "resolve_scheme",
     "steps_per_epoch",
     "to_numpy",
 ]
