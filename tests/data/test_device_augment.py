@@ -295,28 +295,59 @@ def test_pipeline_yields_plain_images_resumable():
         pretraining_dataset(data, batch_size=4, augment_on="gpu")
 
 
-TINY = dict(epochs=1, batch_size=256, width=8, projector_hidden_dim=32,
+TINY = dict(epochs=2, batch_size=256, width=8, projector_hidden_dim=32,
             projector_dim=16, alpha_batches=2, monitor_every=0, eval="none",
-            checkpoint_every_steps=2, seed=0, augmentation="asymmetric")
+            eval_baselines=False, checkpoint_every_steps=2, seed=0,
+            augmentation="asymmetric", augment_on="device")
+
+
+class _Crash(keras.callbacks.Callback):
+    def __init__(self, at):
+        super().__init__()
+        self.at, self.seen = at, 0
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.seen += 1
+        if self.seen == self.at:
+            raise KeyboardInterrupt("simulated kill")
+
+
+def _weights(directory):
+    model = keras.saving.load_model(str(directory / "model.keras"))
+    return [np.asarray(w) for w in model.get_weights()], model
 
 
 @pytest.mark.skipif(keras.backend.backend() != "tensorflow",
                     reason="the runner's code path is the same on every "
                     "backend (the compiled step above runs on all three); "
                     "one end-to-end run, in the TF pass")
-def test_pretrain_on_device_end_to_end(tmp_path):
-    out = str(tmp_path / "run")
-    run = training.pretrain(output=out, verbose=0, log=lambda *a: None,
-                            augment_on="device", **TINY)
-    config = json.load(open(tmp_path / "run" / "config.json"))
+def test_pretrain_on_device_end_to_end_and_exact_resume(tmp_path):
+    quiet = dict(verbose=0, log=lambda *a: None)
+    full = training.pretrain(output=str(tmp_path / "full"), **quiet, **TINY)
+    config = json.load(open(tmp_path / "full" / "config.json"))
     assert config["augment_on"] == "device"
-    assert np.isfinite(run["history"][-1]["loss"])
-    model = keras.saving.load_model(str(tmp_path / "run" / "model.keras"))
-    assert [type(a) for a in model.augmentation] == [DeviceAugmentation] * 2
+    assert np.isfinite(full["history"][-1]["loss"])
+    # Killed at step 8 of 10 (epoch 1, step 3; checkpoint at step 2): the
+    # resumed run draws the views the uninterrupted one drew (the layers'
+    # seed-generator states are in the checkpoint), so the weights match.
+    with pytest.raises(KeyboardInterrupt):
+        training.pretrain(output=str(tmp_path / "killed"), **quiet,
+                          callbacks=[_Crash(8)], **TINY)
+    resumed = training.pretrain(output=str(tmp_path / "killed"), **quiet,
+                                **TINY)
+    assert resumed["resumed_from"] == (1, 2)
+    w_full, m_full = _weights(tmp_path / "full")
+    w_res, m_res = _weights(tmp_path / "killed")
+    assert [type(a) for a in m_res.augmentation] == [DeviceAugmentation] * 2
+    for a, b in zip(m_full.augmentation, m_res.augmentation):
+        np.testing.assert_array_equal(_np(a.seed_generator.state),
+                                      _np(b.seed_generator.state))
+    for a, b in zip(w_full, w_res):
+        np.testing.assert_allclose(a, b, rtol=1e-3, atol=1e-4)
     # Resuming with the views made elsewhere would change the run.
     with pytest.raises(ValueError, match="augment_on"):
-        training.pretrain(output=out, verbose=0, log=lambda *a: None,
-                          augment_on="host", **TINY)
+        training.pretrain(output=str(tmp_path / "full"), **quiet,
+                          **{**TINY, "augment_on": "host"})
 
 
 def test_bad_settings_are_refused(tmp_path):
