@@ -19,11 +19,20 @@ i.e. the pipeline leaves the training step input-bound-free with margin).
 The backend is ``KERAS_BACKEND`` (default TensorFlow); the pipeline is
 tf.data for every backend.
 
+With ``--augment-on device-vs-host`` it instead compares where the views
+are made, interleaved round by round in one process, same scheme, size and
+batch: images/s (each image -> two views) of the host path above against
+the device path (``pretraining_dataset(..., augment_on="device")``, which
+yields plain images, then the scheme's two ``DeviceAugmentation`` layers in
+one compiled function: XLA on TensorFlow and JAX, eager on PyTorch, as
+``AdaDimModel`` trains there), and prints their ratio.
+
 Usage::
 
     python benchmarks/bench_pipeline.py          # ~5 min on 2 busy CPU cores
     python benchmarks/bench_pipeline.py --quick  # ~3 min (mostly compiling)
     python benchmarks/bench_pipeline.py --scheme ressl --image-size 64
+    python benchmarks/bench_pipeline.py --augment-on device-vs-host
 """
 
 import argparse
@@ -59,6 +68,10 @@ def parse_args(argv=None):
                    help="rounds of (pipeline, training) measurements")
     p.add_argument("--backbone", default="resnet18",
                    help="get_backbone name ('small_cnn' for a quick look)")
+    p.add_argument("--augment-on", choices=("host", "device-vs-host"),
+                   default="host",
+                   help="host: pipeline vs training step; device-vs-host: "
+                   "host vs on-device augmentation throughput")
     args = p.parse_args(argv)
     if args.quick:
         args.images = min(args.images, 2048)
@@ -125,6 +138,8 @@ def main(argv=None):
           f"{args.images} images; built and traced in "
           f"{time.perf_counter() - t0:.1f} s", flush=True)
     skip = 3  # batches that may already wait in the prefetch buffer
+    if args.augment_on == "device-vs-host":
+        return compare_augmentation(args, data, ds, skip)
 
     def time_pipeline():
         # A fresh iterator per round (nothing produced in the background
@@ -183,6 +198,75 @@ def main(argv=None):
           f"{'met' if ratio >= 3 else 'NOT met'}); load "
           f"{os.getloadavg()[0]:.1f}")
     return 0 if ratio >= 3 else 1
+
+
+def _rate(stream, step, batches, batch, skip):
+    """images/s of ``step`` over ``batches`` batches of a fresh iterator of
+    ``stream``, after 2 warm-up batches and ``skip`` more (the prefetch
+    buffer's head start); ``step(batch) -> arrays`` must return host
+    arrays (so the device work is done when it returns)."""
+    iterator = iter(stream)
+    for _ in range(2):
+        step(next(iterator))
+    stamps = []
+    for _ in range(batches + skip):
+        step(next(iterator))
+        stamps.append(time.perf_counter())
+    return batches * batch / (stamps[-1] - stamps[skip - 1])
+
+
+def compare_augmentation(args, data, host_ds, skip):
+    """Host (tf.data) vs device (compiled DeviceAugmentation) views,
+    interleaved round by round."""
+    import keras
+    import numpy as np
+
+    from keras_adadim.data import pretraining_dataset
+    from keras_adadim.data.device_augment import device_augmentations
+
+    size = args.image_size
+    aug1, aug2 = device_augmentations(args.scheme, size, seed=0)
+    inp = keras.Input(data.image_shape, batch_size=args.batch)
+    views = keras.Model(inp, [aug1(inp), aug2(inp)])
+    # XLA where Keras has it; PyTorch trains eagerly ("auto") in
+    # AdaDimModel (its jit_compile=True is a minutes-long torch.compile).
+    jit = keras.backend.backend() != "torch"
+    views.compile(jit_compile=True if jit else "auto")
+    device_ds = pretraining_dataset(
+        data, args.scheme, image_size=size, batch_size=args.batch, seed=0,
+        augment_on="device")
+    t0 = time.perf_counter()
+    x, _ = next(iter(device_ds))
+    views.predict_on_batch(np.asarray(x))
+    print(f"device: two DeviceAugmentation views of {data.image_shape} "
+          f"images at {size} px, batch {args.batch}, jit_compile={jit}; "
+          f"compiled in {time.perf_counter() - t0:.1f} s", flush=True)
+
+    def host_step(batch):
+        (x1, x2), _ = batch
+        return np.asarray(x1), np.asarray(x2)
+
+    def device_step(batch):
+        x, _ = batch
+        return views.predict_on_batch(np.asarray(x))
+
+    host, device = [], []
+    for r in range(args.rounds):
+        host.append(_rate(host_ds, host_step, args.pipeline_batches,
+                          args.batch, skip))
+        device.append(_rate(device_ds, device_step, args.pipeline_batches,
+                            args.batch, skip))
+        print(f"round {r + 1}/{args.rounds}: host {host[-1]:8.1f} images/s, "
+              f"device {device[-1]:8.1f} images/s", flush=True)
+    h, d = statistics.median(host), statistics.median(device)
+    print()
+    print(f"host augmentation ({args.scheme}, two views, {size} px, "
+          f"tf.data): {h:10.1f} images/s")
+    print(f"device augmentation ({args.scheme}, two views, {size} px, "
+          f"{keras.backend.backend()}): {d:10.1f} images/s")
+    print(f"ratio device / host: {d / h:.2f}x; load "
+          f"{os.getloadavg()[0]:.1f}")
+    return 0
 
 
 if __name__ == "__main__":
