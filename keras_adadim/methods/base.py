@@ -15,6 +15,9 @@ the metric trackers and the step counters. Per step it calls, in order::
     loss = method.combine(terms, step)
     method.update_state(rows, step, valid)                         # queues
 
+and before each epoch of ``fit``, ``method.on_epoch_begin(epoch)`` (per-epoch
+work: DeepCluster v2's k-means, epoch-based schedules).
+
 **Contract for ``forward`` / ``targets``:** every tensor they return has one
 row per image of the batch (leading axis = batch), so the model can gather
 any method's outputs over replicas without knowing their names. They must
@@ -126,6 +129,12 @@ class Method(keras.layers.Layer):
     def update_state(self, rows, step, valid):
         """After the loss: update state from the (global) batch, e.g. push a
         queue; ``valid`` is False for a skipped batch."""
+
+    def on_epoch_begin(self, epoch):
+        """Called by ``AdaDimModel.fit`` before each epoch with Keras' epoch
+        index (``initial_epoch`` onwards: a resumed run repeats the epoch it
+        stopped in), outside the compiled step; what it assigns to variables
+        the next steps see. Default: nothing."""
 
     def ensure_built(self, rows, views):
         """Create state whose shape depends on the data (called in the

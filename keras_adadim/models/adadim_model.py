@@ -629,6 +629,9 @@ class _TrainingGuard(keras.callbacks.Callback):
 
     def on_epoch_begin(self, epoch, logs=None):
         self._last_good = -1
+        # The method's per-epoch work (e.g. DeepCluster v2's k-means), before
+        # the other callbacks and the epoch's first step.
+        self.model.method.on_epoch_begin(epoch)
 
     def on_train_batch_end(self, batch, logs=None):
         if self.check_every and (batch + 1) % self.check_every == 0:
