@@ -154,6 +154,9 @@ def test_parent_interleaves_worker_subprocesses(bench, tmp_path):
     assert len(c["all_step_s"]) == 4 and min(c["all_step_s"]) > 0
     assert c["images_per_s"] == pytest.approx(4 / statistics.median(c["all_step_s"]))
     assert len(c["round_images_per_s"]) == 2
+    cpu = res["cpu"]["contestants"][name]  # the same steps, by CPU time
+    assert len(cpu["all_step_s"]) == 4 and min(cpu["all_step_s"]) > 0
+    assert cpu["images_per_s"] == pytest.approx(4 / statistics.median(cpu["all_step_s"]))
     info = res["workers"][name]
     assert info["versions"]["backend"] == BACKEND
     assert info["params"]["projector"] == _mlp_params(16, 16, 16)
