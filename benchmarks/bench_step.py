@@ -116,6 +116,11 @@ def parse_args(argv=None):
                    help="CPU threads per backend (intra- and inter-op); 0: "
                         "the backends' defaults (all cores). 1 makes CPU "
                         "timings far less sensitive to other processes")
+    p.add_argument("--loss-terms", action="store_true",
+                   help="also time each method's loss alone (forward + "
+                        "backward from fixed embeddings, interleaved), and "
+                        "AdaDim's three terms through the separate public "
+                        "functions, as a share of SimCLR's step")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default=None, help="write all numbers as JSON")
     p.add_argument("--timeout", type=int, default=1800,
@@ -462,6 +467,9 @@ def worker(args):
         "ratios": ratios,
         "alpha_update": None,
     }
+    if args.loss_terms:
+        result["loss_terms"] = time_losses(
+            models, batch, steps[BASELINE]["median_s"], args, say)
     if "adadim" not in names:
         result["load_average"] = {"before": load_before, "after": _loadavg()}
         return result
@@ -512,6 +520,113 @@ def worker(args):
     result["alpha_update"] = alpha
     result["load_average"] = {"before": load_before, "after": _loadavg()}
     return result
+
+
+def time_losses(models, batch, baseline_step_s, args, say):
+    """Forward + backward of each method's loss alone, from the rows
+    (r, z, ...) of one training-mode forward pass of its model, held fixed:
+    ``method.combine(method.loss_terms(rows))``, differentiated with respect
+    to every row, compiled as the model's step is (jax.jit; tf.function,
+    XLA only when the model's step uses it; eager torch). The methods are
+    interleaved call by call. ``adadim (separate)`` is AdaDim's loss from
+    the public functions, one call per term (``vicreg``, ``nt_xent``,
+    ``mutual_information_term``: each normalises and multiplies on its own,
+    and checks its inputs for NaN), i.e. without the shared Gram matrices
+    of ``losses.adadim.adadim_terms``. Each median is also given as a share
+    of SimCLR's step median (its loss included)."""
+    import keras
+    from keras import ops
+
+    from keras_adadim.losses import combine_adadim
+    from keras_adadim.losses import mutual_information_term
+    from keras_adadim.losses import nt_xent
+    from keras_adadim.losses import vicreg
+    from keras_adadim.methods import Step
+
+    backend = keras.backend.backend()
+    fns, inputs = {}, {}
+    for name, model in models.items():
+        with keras.StatelessScope():
+            rows = model.step_rows(model(batch, training=True), training=False)
+        keys = sorted(rows)
+        method = model.method
+
+        def loss(*values, keys=keys, method=method):
+            step = Step(False, ops.convert_to_tensor(0.0))
+            terms = method.loss_terms(dict(zip(keys, values)), step)
+            return method.combine(terms, step)
+
+        fns[name] = (loss, model.jit_compile)
+        inputs[name] = [ops.stop_gradient(rows[k]) for k in keys]
+    if "adadim" in models:
+        m = models["adadim"].method
+        alpha = float(ops.convert_to_numpy(m.alpha))
+
+        def separate(r1, r2, z1, z2):
+            return combine_adadim(
+                vicreg(z1, z2, m.sim_weight, m.var_weight, m.cov_weight),
+                nt_xent(z1, z2, m.temperature),
+                mutual_information_term(z1, z2, r1, r2, m.pairing,
+                                        m.renyi_order),
+                alpha, m.gamma * alpha)
+
+        fns["adadim (separate)"] = (separate, models["adadim"].jit_compile)
+        inputs["adadim (separate)"] = inputs["adadim"]
+
+    def compiled(fn, n, jit):
+        if backend == "jax":
+            import jax
+
+            g = jax.jit(jax.grad(fn, argnums=tuple(range(n))))
+            return lambda xs: jax.block_until_ready(g(*xs))
+        if backend == "tensorflow":
+            import tensorflow as tf
+
+            @tf.function(jit_compile=bool(jit))
+            def g(*xs):
+                with tf.GradientTape() as tape:
+                    tape.watch(xs)
+                    y = fn(*xs)
+                # Rows a loss does not use (r for VICReg) have no gradient.
+                return [t for t in tape.gradient(y, xs) if t is not None]
+
+            return lambda xs: g(*xs)[0].numpy()
+        import torch
+
+        def g(xs):
+            xs = [x.detach().requires_grad_(True) for x in xs]
+            fn(*xs).backward()
+            return xs[0].grad
+
+        return g
+
+    calls = {n: compiled(f, len(inputs[n]), jit) for n, (f, jit) in fns.items()}
+    names = list(calls)
+    for n in names:
+        for _ in range(3):  # trace / compile, then warm
+            calls[n](inputs[n])
+    times = {n: [] for n in names}
+    for i in range(max(20, args.steps)):
+        k = i % len(names)
+        for n in names[k:] + names[:k]:
+            t0 = time.perf_counter()
+            calls[n](inputs[n])
+            times[n].append(time.perf_counter() - t0)
+    out = {}
+    for n in names:
+        med = statistics.median(times[n])
+        out[n] = {"median_s": med, "min_s": min(times[n]),
+                  "share_of_simclr_step": med / baseline_step_s,
+                  "all_s": times[n]}
+    base = out[BASELINE]["median_s"]
+    for n in names:
+        out[n]["minus_simclr_share"] = (
+            (out[n]["median_s"] - base) / baseline_step_s)
+    say("loss alone (fwd+bwd, ms; extra over SimCLR's loss as % of its "
+        "step): " + ", ".join(
+            f"{n} {1e3 * out[n]['median_s']:.2f} "
+            f"({100 * out[n]['minus_simclr_share']:+.1f}%)" for n in names))
+    return out
 
 
 def _terms_computed(method):
@@ -724,6 +839,20 @@ def print_table(r, settings):
             f"{q['of_minima']:.3f}x, rounds "
             f"{q['per_round_min']:.3f}-{q['per_round_max']:.3f}){verdict}"
         )
+    lt = r.get("loss_terms")
+    if lt:
+        base = lt[BASELINE]["median_s"]
+        print("loss alone (forward + backward from fixed rows):")
+        print(f"  {'method':<18} {'median ms':>9} {'min ms':>7} "
+              f"{'% of SimCLR step':>16} {'extra vs SimCLR loss':>21}")
+        for name, q in lt.items():
+            print(
+                f"  {name:<18} {1e3 * q['median_s']:>9.2f} "
+                f"{1e3 * q['min_s']:>7.2f} "
+                f"{100 * q['share_of_simclr_step']:>15.1f}% "
+                f"{1e3 * (q['median_s'] - base):>+9.2f} ms "
+                f"({100 * q['minus_simclr_share']:+.1f}% of step)"
+            )
     a = r["alpha_update"]
     if a is not None:
         ok = a["share_pct"] <= SHARE_TARGET_PCT

@@ -3,8 +3,15 @@
 import keras
 from keras import ops
 
-from keras_adadim.losses.nt_xent import nt_xent
-from keras_adadim.losses.vicreg import vicreg
+from keras_adadim._validation import as_matrix
+from keras_adadim._validation import check_same_rows
+from keras_adadim._validation import check_same_shape
+from keras_adadim.losses.nt_xent import nt_xent_of_gram
+from keras_adadim.losses.nt_xent import pair_gram
+from keras_adadim.losses.vicreg import vicreg_of_views
+from keras_adadim.losses.vicreg import weighted_vicreg
+from keras_adadim.metrics.entropy import gram_mutual_information
+from keras_adadim.metrics.entropy import l2_normalize_rows
 from keras_adadim.metrics.entropy import matrix_mutual_information
 
 PAIRINGS = ("cross", "same")
@@ -31,6 +38,119 @@ def mutual_information_term(z1, z2, r1, r2, pairing="cross", order=2):
     return 0.5 * sum(
         matrix_mutual_information(z, r, order=order) for z, r in pairs
     )
+
+
+class GramCache:
+    """Normalised Gram matrices ``K = x^ x^T`` of a step's embeddings, each
+    computed once: :meth:`pair` makes NT-Xent's (2b, 2b) similarity matrix
+    of two views and keeps its diagonal blocks as the K of each view, which
+    L_mut's ``I(z; r)`` then reads instead of normalising z and multiplying
+    again (the blocks are K_z1 and K_z2: the rows of z are L2-normalised one
+    by one). No value checks: for a training step, whose bad batches the
+    model reports (its inputs come from the model)."""
+
+    def __init__(self):
+        self._grams = {}
+
+    def pair(self, a, b, concat=None):
+        """``pair_gram(a, b)`` (from ``concat = concatenate([a, b])`` in
+        float32 when given); keeps ``K_a = G[:b, :b]``, ``K_b = G[b:, b:]``."""
+        if concat is None:
+            g = pair_gram(a, b)
+        else:
+            zn = l2_normalize_rows(concat)
+            g = ops.matmul(zn, ops.transpose(zn))
+        n = ops.shape(a)[0]
+        self._keep(a, g[:n, :n])
+        self._keep(b, g[n:, n:])
+        return g
+
+    def of(self, x):
+        """``normalized_gram(x)``, from a kept block when there is one."""
+        hit = self._grams.get(id(x))
+        if hit is not None and hit[0] is x:
+            return hit[1]
+        xn = l2_normalize_rows(ops.cast(x, "float32"))
+        k = ops.matmul(xn, ops.transpose(xn))
+        self._keep(x, k)
+        return k
+
+    def _keep(self, x, k):
+        # The tensor is kept with its Gram, so its id cannot be reused.
+        self._grams[id(x)] = (x, k)
+
+
+def adadim_terms(
+    q1,
+    q2,
+    rows=None,
+    use=(True, True, True),
+    temperature=0.1,
+    sim_weight=25.0,
+    var_weight=25.0,
+    cov_weight=1.0,
+    pairing="cross",
+    order=2,
+    grams=None,
+):
+    """AdaDim's three terms of one pair of views, for a training step::
+
+        vicreg = L_VICReg(q1, q2)     nce = L_NCE(q1, q2)
+        mut    = L_mut(z1, z2, r1, r2) of ``rows`` (``mutual_information_term``)
+
+    ``use`` says which of (vicreg, nce, mut) to compute; the others are 0.
+    Equal to the separate functions up to float32 round-off, with the work
+    they share done once:
+
+    - ``concat(q1, q2)`` (float32) is NT-Xent's input and, reshaped to
+      (2, b, F), VICReg's: both views go through one chain of ops;
+    - NT-Xent's similarity matrix of the 2b normalised views holds K_z1 and
+      K_z2 of L_mut when ``q`` is ``z`` (no predictor): one normalisation and
+      one product instead of three of each (:class:`GramCache`);
+    - L_mut's two I(z; r) are taken on stacked (2, b, b) Gram matrices, and
+      H_2 is a Frobenius norm (SPEC), no eigen-decomposition.
+
+    No NaN/Inf checks (they read the host; a sync per check on PyTorch): the
+    model's bad-batch guard reports a non-finite loss.
+
+    Args:
+        q1, q2: the views compared by VICReg and NT-Xent (b, F).
+        rows: dict with ``z1, z2, r1, r2`` (needed when ``use[2]``).
+        grams: a :class:`GramCache` shared between calls of one step.
+
+    Returns:
+        dict ``vicreg``, ``nce``, ``mut`` of float32 scalars.
+    """
+    use_vic, use_nce, use_mut = use
+    grams = GramCache() if grams is None else grams
+    zero = ops.zeros((), "float32")
+    v = n = m = zero
+    if use_vic or use_nce:
+        check_same_shape(q1, q2, "q1", "q2")
+        concat = ops.concatenate(
+            [ops.cast(q1, "float32"), ops.cast(q2, "float32")], axis=0
+        )
+    if use_vic:
+        f = concat.shape[-1]
+        terms = vicreg_of_views(ops.reshape(concat, (2, -1, f)))
+        v = weighted_vicreg(terms, sim_weight, var_weight, cov_weight)
+    if use_nce:
+        n = nt_xent_of_gram(grams.pair(q1, q2, concat), temperature)
+    if use_mut:
+        if pairing not in PAIRINGS:
+            raise ValueError(
+                f"`pairing` must be one of {PAIRINGS}; got {pairing!r}."
+            )
+        z1, z2, r1, r2 = rows["z1"], rows["z2"], rows["r1"], rows["r2"]
+        if pairing == "cross":
+            r1, r2 = r2, r1
+        kz = ops.stack([grams.of(z1), grams.of(z2)])
+        rn = l2_normalize_rows(
+            ops.stack([ops.cast(r1, "float32"), ops.cast(r2, "float32")])
+        )
+        kr = ops.matmul(rn, ops.swapaxes(rn, -1, -2))
+        m = ops.mean(gram_mutual_information(kz, kr, order))
+    return {"vicreg": v, "nce": n, "mut": m}
 
 
 def combine_adadim(vicreg_loss, nce_loss, mut, alpha, beta, mi_penalty=0.0):
@@ -86,18 +206,28 @@ def adadim_loss(
     >>> bool(np.isclose(adadim_loss(z1, z2, alpha=1.0), nt_xent(z1, z2)))
     True
     """
-    v_loss = vicreg(z1, z2, sim_weight, var_weight, cov_weight)
-    n_loss = nt_xent(z1, z2, temperature)
+    if not temperature > 0:
+        raise ValueError(f"`temperature` must be > 0; got {temperature}.")
+    z1 = as_matrix(z1, "z1", min_rows=2)
+    z2 = as_matrix(z2, "z2", min_rows=2)
+    check_same_shape(z1, z2, "z1", "z2")
     needs_mut = not (_is_zero(beta) and _is_zero(mi_penalty))
+    rows = None
     if needs_mut:
         if r1 is None or r2 is None:
             raise ValueError(
                 "`r1` and `r2` (the encoder outputs) are required when "
                 "`beta` or `mi_penalty` is non-zero: L_mut measures I(R; Z)."
             )
-        mut = mutual_information_term(z1, z2, r1, r2, pairing, order)
-    else:
-        mut = ops.zeros((), dtype="float32")
+        r1, r2 = as_matrix(r1, "r1"), as_matrix(r2, "r2")
+        check_same_rows(z1, r1, "z1", "r1")
+        check_same_rows(z2, r2, "z2", "r2")
+        rows = {"z1": z1, "z2": z2, "r1": r1, "r2": r2}
+    terms = adadim_terms(
+        z1, z2, rows, (True, True, needs_mut), temperature, sim_weight,
+        var_weight, cov_weight, pairing, order,
+    )
+    v_loss, n_loss, mut = terms["vicreg"], terms["nce"], terms["mut"]
     loss = combine_adadim(v_loss, n_loss, mut, alpha, beta, mi_penalty)
     if return_components:
         return loss, {"loss": loss, "vicreg": v_loss, "nce": n_loss, "mut": mut}

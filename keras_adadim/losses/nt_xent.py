@@ -30,20 +30,50 @@ def nt_xent(z1, z2, temperature=0.1):
     >>> round(float(nt_xent(z, z)), 6) == round(math.log(7), 6)
     True
     """
-    if not temperature > 0:
-        raise ValueError(f"`temperature` must be > 0; got {temperature}.")
+    _check_temperature(temperature)
     z1 = as_matrix(z1, "z1")
     z2 = as_matrix(z2, "z2")
     check_same_shape(z1, z2, "z1", "z2")
-    b = ops.shape(z1)[0]  # may be dynamic inside a traced step
-    z = l2_normalize_rows(ops.concatenate([z1, z2], axis=0))
-    logits = ops.matmul(z, ops.transpose(z)) / temperature
-    idx = ops.arange(2 * b)
-    logits = ops.where(idx[:, None] == idx[None, :], -1e9, logits)
-    # Row i's positive sits b rows away (i + b for view 1, i - b for view 2).
-    positive = (idx + b) % (2 * b)
-    positives = ops.take_along_axis(logits, positive[:, None], axis=1)[:, 0]
+    return nt_xent_of_gram(pair_gram(z1, z2), temperature)
+
+
+def pair_gram(z1, z2):
+    """``G = z z^T`` of ``z = normalize(concat(z1, z2))``, (2b, 2b): the
+    cosine similarities of all 2b views. Its diagonal blocks ``G[:b, :b]``
+    and ``G[b:, b:]`` are the normalised Gram matrices of ``z1`` and ``z2``
+    (``keras_adadim.metrics.normalized_gram``), which AdaDim's L_mut reuses.
+    No checks (see :func:`nt_xent`); computed in float32."""
+    z = ops.concatenate(
+        [ops.cast(z1, "float32"), ops.cast(z2, "float32")], axis=0
+    )
+    z = l2_normalize_rows(z)
+    return ops.matmul(z, ops.transpose(z))
+
+
+def nt_xent_of_gram(gram, temperature=0.1):
+    """NT-Xent (:func:`nt_xent`) from the cosine-similarity matrix ``gram``
+    of the 2b views (:func:`pair_gram`), for callers that share it::
+
+        l_i = logsumexp_{j != i}(G_ij / tau) - G_{i,p(i)} / tau,   L = mean_i l_i
+
+    The positives are read from one block, ``diag(G[:b, b:])``, for both
+    views' anchors (G is symmetric). Each ``l_i`` is formed before the mean:
+    both parts are ~1/tau while the loss may be ~1e-2.
+    """
+    _check_temperature(temperature)
+    n = ops.shape(gram)[0]  # 2b; may be dynamic inside a traced step
+    b = n // 2
+    idx = ops.arange(n)
+    scale = 1.0 / temperature
+    logits = ops.where(idx[:, None] == idx[None, :], -1e9, gram * scale)
+    positives = ops.diagonal(gram[:b, b:]) * scale
+    positives = ops.concatenate([positives, positives], axis=0)
     return ops.mean(ops.logsumexp(logits, axis=1) - positives)
+
+
+def _check_temperature(temperature):
+    if not temperature > 0:
+        raise ValueError(f"`temperature` must be > 0; got {temperature}.")
 
 
 @keras.saving.register_keras_serializable(package="keras_adadim")
@@ -65,4 +95,4 @@ class NTXent(keras.losses.Loss):
         return {**super().get_config(), "temperature": self.temperature}
 
 
-__all__ = ["nt_xent", "NTXent"]
+__all__ = ["nt_xent", "nt_xent_of_gram", "pair_gram", "NTXent"]

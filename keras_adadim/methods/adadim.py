@@ -7,10 +7,9 @@ import keras
 from keras import ops
 
 from keras_adadim.losses.adadim import PAIRINGS
+from keras_adadim.losses.adadim import GramCache
+from keras_adadim.losses.adadim import adadim_terms
 from keras_adadim.losses.adadim import combine_adadim
-from keras_adadim.losses.adadim import mutual_information_term
-from keras_adadim.losses.nt_xent import nt_xent
-from keras_adadim.losses.vicreg import vicreg
 from keras_adadim.methods import base
 from keras_adadim.methods.components import EMATeacher
 from keras_adadim.methods.components import cosine_decay_factor
@@ -176,33 +175,27 @@ class AdaDim(base.Method):
         return a != 1.0, a != 0.0, needs_mut
 
     def loss_terms(self, rows, step=None):
-        use_vic, use_nce, use_mut = self._uses()
-        zero = ops.zeros((), "float32")
+        # One GramCache per step: NT-Xent's similarity matrices hold the
+        # normalised Gram matrices of z that L_mut needs (losses.adadim).
+        # No NaN checks here (they read the host): the model's guard
+        # reports a bad batch.
+        use = self._uses()
+        grams = GramCache()
 
-        def vic(a, b):
-            return vicreg(a, b, self.sim_weight, self.var_weight, self.cov_weight)
-
-        def nce(a, b):
-            return nt_xent(a, b, self.temperature)
-
-        def mut(z1, z2, r1, r2):
-            return mutual_information_term(z1, z2, r1, r2, self.pairing, self.renyi_order)
+        def terms(a, b, mut_rows):
+            return adadim_terms(
+                a, b, mut_rows, use, self.temperature, self.sim_weight,
+                self.var_weight, self.cov_weight, self.pairing,
+                self.renyi_order, grams,
+            )
 
         q1, q2 = rows.get("p1", rows["z1"]), rows.get("p2", rows["z2"])
         if self.teacher is None:
-            v = vic(q1, q2) if use_vic else zero
-            n = nce(q1, q2) if use_nce else zero
-            m = mut(rows["z1"], rows["z2"], rows["r1"], rows["r2"]) if use_mut else zero
-        else:
-            z1t, z2t = rows["z1t"], rows["z2t"]
-            v = 0.5 * (vic(q1, z2t) + vic(z1t, q2)) if use_vic else zero
-            n = 0.5 * (nce(q1, z2t) + nce(z1t, q2)) if use_nce else zero
-            m = zero
-            if use_mut:
-                online = mut(rows["z1"], rows["z2"], rows["r1"], rows["r2"])
-                target = mut(z1t, z2t, rows["r1t"], rows["r2t"])
-                m = 0.5 * (online + target)
-        return {"vicreg": v, "nce": n, "mut": m}
+            return terms(q1, q2, rows)
+        target = {k: rows[k + "t"] for k in ("z1", "z2", "r1", "r2")}
+        a = terms(q1, rows["z2t"], rows)
+        b = terms(rows["z1t"], q2, target)
+        return {k: 0.5 * (a[k] + b[k]) for k in ("vicreg", "nce", "mut")}
 
     def combine(self, terms, step):
         alpha, beta = self._alpha_beta(step)

@@ -9,8 +9,9 @@ _TINY = 1e-24
 
 
 def l2_normalize_rows(x):
-    """Rows divided by their L2 norm; all-zero rows stay zero."""
-    sq = ops.sum(ops.square(x), axis=1, keepdims=True)
+    """Rows (along the last axis) divided by their L2 norm; all-zero rows
+    stay zero."""
+    sq = ops.sum(ops.square(x), axis=-1, keepdims=True)
     return x * ops.rsqrt(ops.maximum(sq, _TINY))
 
 
@@ -24,24 +25,50 @@ def normalized_gram(x):
     return ops.matmul(xn, ops.transpose(xn))
 
 
-def _entropy_of_gram(k, order):
-    """Renyi entropy of a PSD Gram matrix, normalised by its trace."""
-    trace = ops.trace(k)
+def gram_entropy(k, order=2):
+    """Renyi entropy of order ``a`` of a PSD Gram matrix ``k``, normalised
+    by its trace (SPEC: Renyi matrix entropy)::
+
+        H_a(K) = 1 / (1 - a) * log tr((K / tr K)^a)
+        H_2(K) = -log(||K||_F^2 / (tr K)^2)      (a = 2: no eigen-decomposition)
+
+    The all-zero matrix has entropy 0. ``k`` may be a stack of matrices
+    (..., n, n), giving one entropy each (a step computes both views' in one
+    op chain). It is used as given (no checks): :func:`renyi_entropy` and
+    :func:`matrix_mutual_information` check their inputs, and a training
+    step passes Gram matrices it built itself.
+    """
+    trace = ops.trace(k, axis1=-2, axis2=-1)
     has_mass = trace > 0
-    a = k / ops.where(has_mass, trace, 1.0)
+    safe_trace = ops.where(has_mass, trace, 1.0)
     if order == 2:
-        # tr(A^2) = ||A||_F^2 for symmetric A: no eigen-decomposition needed.
-        purity = ops.sum(ops.square(a))
+        # tr(A^2) = ||A||_F^2 for symmetric A, and dividing the scalar sum
+        # instead of every entry of K saves a pass over K (and its gradient).
+        purity = ops.sum(ops.square(k), axis=(-2, -1)) / ops.square(safe_trace)
         h = -ops.log(ops.where(has_mass, purity, 1.0))
     else:
-        lam = ops.maximum(ops.eigh(a)[0], 0.0)
+        lam = ops.eigh(k / safe_trace[..., None, None])[0]
+        lam = ops.maximum(lam, 0.0)
         if order == 1:
             safe = ops.where(lam > 0, lam, 1.0)
-            h = -ops.sum(ops.where(lam > 0, lam * ops.log(safe), 0.0))
+            h = -ops.sum(ops.where(lam > 0, lam * ops.log(safe), 0.0), axis=-1)
         else:
-            power_sum = ops.sum(ops.power(lam, order))
+            power_sum = ops.sum(ops.power(lam, order), axis=-1)
             h = ops.log(ops.where(has_mass, power_sum, 1.0)) / (1.0 - order)
     return ops.where(has_mass, h, 0.0)
+
+
+def gram_mutual_information(kx, ky, order=2):
+    """``I = H_a(K_X) + H_a(K_Y) - H_a(K_X o K_Y)`` of two Gram matrices of
+    the same samples (:func:`gram_entropy`; ``o`` the Hadamard product),
+    or of two stacks of them (one I per pair). For callers that already
+    hold the normalised Gram matrices, e.g. AdaDim's step, whose NT-Xent
+    similarity matrix contains K_z1 and K_z2."""
+    return (
+        gram_entropy(kx, order)
+        + gram_entropy(ky, order)
+        - gram_entropy(kx * ky, order)
+    )
 
 
 def _check_order(order):
@@ -66,7 +93,7 @@ def renyi_entropy(x, order=2):
     1.3862943649291992
     """
     _check_order(order)
-    return _entropy_of_gram(normalized_gram(x), order)
+    return gram_entropy(normalized_gram(x), order)
 
 
 def matrix_mutual_information(x, y, order=2):
@@ -82,10 +109,4 @@ def matrix_mutual_information(x, y, order=2):
     x = as_matrix(x, "x")
     y = as_matrix(y, "y")
     check_same_rows(x, y, "x", "y")
-    kx = normalized_gram(x)
-    ky = normalized_gram(y)
-    return (
-        _entropy_of_gram(kx, order)
-        + _entropy_of_gram(ky, order)
-        - _entropy_of_gram(kx * ky, order)
-    )
+    return gram_mutual_information(normalized_gram(x), normalized_gram(y), order)
