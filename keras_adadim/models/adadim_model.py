@@ -4,6 +4,7 @@ SimCLR, VICReg, ... by ``method=``)."""
 
 import inspect
 import math
+import threading
 import warnings
 
 import keras
@@ -606,11 +607,19 @@ class _TrainingGuard(keras.callbacks.Callback):
     (a host sync that stops Keras from queueing steps on a GPU). The error
     names the batches between the last good check and the failing one."""
 
+    # Keras turns every batch's logs into Python numbers (a host read) before
+    # `on_train_batch_end`: on the main thread, stalling the queue of steps,
+    # unless all callbacks are default or `async_safe`; then (JAX, PyTorch)
+    # in worker threads. The checks do not depend on their order: the
+    # epoch's running-mean loss stays NaN after a bad batch.
+    async_safe = True
+
     def __init__(self, planned_steps=None, check_every=CHECK_EVERY):
         super().__init__()
         self.planned = planned_steps
         self.check_every = int(check_every or 0)
         self._last_good = -1
+        self._lock = threading.Lock()
 
     def on_train_begin(self, logs=None):
         model = self.model
@@ -635,19 +644,24 @@ class _TrainingGuard(keras.callbacks.Callback):
 
     def on_train_batch_end(self, batch, logs=None):
         if self.check_every and (batch + 1) % self.check_every == 0:
-            self._check(batch, logs)
+            # The previous check passed (or raised first): name the batches
+            # since, whichever thread gets here first.
+            self._check(batch, logs, first=batch + 1 - self.check_every)
 
     def on_epoch_end(self, epoch, logs=None):
         steps = self.params.get("steps")
         self._check(None if steps is None else steps - 1, logs)
 
-    def _check(self, batch, logs):
+    def _check(self, batch, logs, first=None):
         loss = (logs or {}).get("loss")
-        if loss is None or math.isfinite(float(loss)):
-            self._last_good = batch if batch is not None else self._last_good
-            return
+        with self._lock:
+            if loss is None or math.isfinite(float(loss)):
+                if batch is not None:
+                    self._last_good = max(self._last_good, batch)
+                return
+            if first is None:
+                first = self._last_good + 1
         self.model.stop_training = True
-        first = self._last_good + 1
         where = (f"Training batch {first}" if batch == first else
                  f"A training batch of batches {first}-{batch}"
                  if batch is not None else
