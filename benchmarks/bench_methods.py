@@ -21,8 +21,7 @@ images, 15 epochs, small enough for a laptop). The committed table
 (``benchmarks/results/fashion_mnist_cpu``, ``--epochs 10``) separates
 every method from the random-init encoder except BYOL and SimSiam, whose
 predictor/EMA dynamics need more steps; ``--epochs 50`` (about 5x the
-cost) is the budget being measured for them
-(``benchmarks/results/fashion_mnist_cpu_50ep``, resumable)::
+cost) is the budget to measure for them next (issue 12)::
 
     python benchmarks/bench_methods.py --out benchmarks/results/fashion_mnist_cpu
 
