@@ -432,7 +432,7 @@ def random_resized_crop(image, size, scale=(0.08, 1.0), ratio=(0.75, 4 / 3),
     return tf.clip_by_value(out, 0.0, 1.0)
 
 
-_LUMA = (0.2989, 0.5870, 0.1140)  # tf.image.rgb_to_grayscale's weights
+LUMA = (0.2989, 0.5870, 0.1140)  # tf.image.rgb_to_grayscale's weights
 
 
 def _gray(x):
@@ -440,7 +440,7 @@ def _gray(x):
     ``tf.image.rgb_to_grayscale``)."""
     import tensorflow as tf
 
-    return tf.reduce_sum(x * tf.constant(_LUMA, x.dtype), -1, keepdims=True)
+    return tf.reduce_sum(x * tf.constant(LUMA, x.dtype), -1, keepdims=True)
 
 
 def _grayscale3(x):

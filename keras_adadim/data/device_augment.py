@@ -60,9 +60,9 @@ import math
 import keras
 from keras import ops
 
+from keras_adadim.data.augment import LUMA
 from keras_adadim.data.augment import SCHEMES
 from keras_adadim.data.augment import ViewSpec
-from keras_adadim.data.augment import _LUMA
 from keras_adadim.data.augment import blur_kernel_size
 from keras_adadim.data.augment import jitter_ops
 
@@ -191,7 +191,7 @@ def crop_and_resize(images, top, left, height, width, size):
 
 
 def _gray(x):
-    return ops.sum(x * ops.convert_to_tensor(_LUMA, x.dtype), axis=-1,
+    return ops.sum(x * ops.convert_to_tensor(LUMA, x.dtype), axis=-1,
                    keepdims=True)
 
 
