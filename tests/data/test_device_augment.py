@@ -347,8 +347,12 @@ def test_pretrain_on_device_end_to_end_and_exact_resume(tmp_path):
                           **{**TINY, "augment_on": "host"})
 
 
-def test_bad_settings_are_refused(tmp_path):
+def test_flag_and_bad_settings(capsys):
     from keras_adadim import cli
+
+    assert cli.main(["pretrain", "--augment-on", "device", "--augmentation",
+                     "asymmetric", "--print-config"]) == 0
+    assert json.loads(capsys.readouterr().out)["augment_on"] == "device"
 
     with pytest.raises(ValueError, match="--augment-on host"):
         training.configure(overrides=dict(augment_on="device"))  # digits
