@@ -63,12 +63,11 @@ def gram_mutual_information(kx, ky, order=2):
     the same samples (:func:`gram_entropy`; ``o`` the Hadamard product),
     or of two stacks of them (one I per pair). For callers that already
     hold the normalised Gram matrices, e.g. AdaDim's step, whose NT-Xent
-    similarity matrix contains K_z1 and K_z2."""
-    return (
-        gram_entropy(kx, order)
-        + gram_entropy(ky, order)
-        - gram_entropy(kx * ky, order)
-    )
+    similarity matrix contains K_z1 and K_z2. The three entropies are
+    taken in one call on the stack ``[K_X, K_Y, K_X o K_Y]`` (a third of
+    the op launches, which dominate on eager PyTorch)."""
+    h = gram_entropy(ops.stack([kx, ky, kx * ky]), order)
+    return h[0] + h[1] - h[2]
 
 
 def _check_order(order):
