@@ -44,7 +44,11 @@ workers run with the same thread settings (``--threads``, default 1:
 intra-op and inter-op threads, OMP/MKL and XLA's CPU threads). Reported:
 median images/s per contestant, ratio to lightly (SimCLR-family contestants
 to ``lightly/simclr``, AdaDim to ``lightly/vicreg``, as issue 14), the
-per-round paired ratios, and the ratio to bare Keras on the same backend.
+per-round paired ratios, and the ratio to bare Keras on the same backend;
+the same again from each worker's CPU time (``time.process_time``), the
+steadier estimate on a machine whose cores are oversubscribed. A worker
+keeps ~2-3 GB at the default size (all eleven: ~25 GB); on a smaller
+machine time groups of contestants, each with the lightly references.
 
 The peer environment (not a dependency of keras-adadim; ~5 GB, PyTorch with
 CUDA libraries)::
