@@ -30,7 +30,9 @@ times one ``AlphaUpdater`` update (``batches`` batches through the AdaDim
 model in training mode, as at the start of every ``every``-th epoch) and
 expresses it as a share of ``every`` epochs of CIFAR-size training
 (``--epoch-samples`` / ``--batch`` steps at the measured AdaDim step time).
-See ``benchmarks/README.md``.
+``--loss-terms`` also times each method's loss alone (forward + backward
+from fixed rows) and AdaDim's loss from the separate public functions, to
+show what each term costs. See ``benchmarks/README.md``.
 """
 
 import argparse
