@@ -286,3 +286,90 @@ def mocov2plus(z1, z2, z1t, z2t, queue1, queue2, temperature):
     k1 against the view-1 queue, averaged."""
     return 0.5 * (moco_info_nce(z1, z2t, queue2, temperature)
                   + moco_info_nce(z2, z1t, queue1, temperature))
+
+
+# --------------------------------------------------------------------------
+# Clustering and self-distillation losses (SwAV, DINO, ReSSL, DeepCluster v2)
+# --------------------------------------------------------------------------
+
+
+def _log_softmax_row(x):
+    m = max(x)
+    return np.array([v - m - math.log(sum(math.exp(u - m) for u in x)) for v in x])
+
+
+def _softmax_row(x):
+    return np.exp(_log_softmax_row(x))
+
+
+def _cross_entropy_rows(targets, logits):
+    """Mean over rows n of -sum_k targets[n, k] log softmax(logits[n])_k."""
+    targets, logits = _f64(targets), _f64(logits)
+    return float(np.mean([-(t * _log_softmax_row(row)).sum()
+                          for t, row in zip(targets, logits)]))
+
+
+def sinkhorn_knopp(scores, epsilon=0.05, iterations=3):
+    """SwAV's distributed_sinkhorn on one device: Q = exp(S / eps)^T (K, b),
+    scaled to total mass 1, then per iteration every prototype row to mass
+    1/K and every sample column to mass 1/b (explicit loops); returns
+    b Q^T (b, K)."""
+    s = _f64(scores)
+    b, k = s.shape
+    q = np.array([[math.exp(s[n, j] / epsilon) for n in range(b)] for j in range(k)])
+    q = q / q.sum()
+    for _ in range(iterations):
+        for j in range(k):
+            q[j] = q[j] / q[j].sum() / k
+        for n in range(b):
+            q[:, n] = q[:, n] / q[:, n].sum() / b
+    return (q * b).T
+
+
+def swav(scores, codes, temperature):
+    """Swapped prediction: mean over pairs (i with codes, v != i) of the
+    cross-entropy of codes[i] with softmax(scores[v] / T)."""
+    losses = [_cross_entropy_rows(q, _f64(scores[v]) / temperature)
+              for i, q in enumerate(codes) for v in range(len(scores)) if v != i]
+    return float(np.mean(losses))
+
+
+def dino(student, teacher, center, student_temperature, teacher_temperature):
+    """DINO: teacher crop i's centred, sharpened softmax as the target of
+    every other student crop's softmax(s / T_s); mean over the pairs."""
+    targets = [np.array([_softmax_row((row - _f64(center)) / teacher_temperature)
+                         for row in _f64(t)]) for t in teacher]
+    losses = [_cross_entropy_rows(q, _f64(student[v]) / student_temperature)
+              for i, q in enumerate(targets) for v in range(len(student)) if v != i]
+    return float(np.mean(losses))
+
+
+def ressl(student, teacher, queue, student_temperature, teacher_temperature):
+    """ReSSL: the teacher's similarities to the queue, sharpened by T_t, are
+    the target of the student's (T_s), cosine similarities; mean over the
+    student crops."""
+    k = l2_normalize_rows(teacher)
+    neg = l2_normalize_rows(queue)
+    target = np.array([_softmax_row([k[n] @ m / teacher_temperature for m in neg])
+                       for n in range(len(k))])
+    losses = []
+    for crop in student:
+        q = l2_normalize_rows(crop)
+        logits = np.array([[q[n] @ m / student_temperature for m in neg]
+                           for n in range(len(q))])
+        losses.append(_cross_entropy_rows(target, logits))
+    return float(np.mean(losses))
+
+
+def deepclusterv2(scores, assignments, temperature):
+    """DeepCluster v2: per head h, cross-entropy of every crop's
+    softmax(scores / T) with the head's cluster index of each sample
+    (a one-hot target), over crops and samples; mean over heads."""
+    heads = []
+    for crops, labels in zip(scores, assignments):
+        terms = []
+        for s in crops:
+            for row, c in zip(_f64(s), labels):
+                terms.append(-_log_softmax_row(row / temperature)[int(c)])
+        heads.append(np.mean(terms))
+    return float(np.mean(heads))

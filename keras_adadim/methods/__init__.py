@@ -21,10 +21,14 @@ from keras_adadim.methods.byol import BYOL
 from keras_adadim.methods.components import EMATeacher
 from keras_adadim.methods.components import FeatureQueue
 from keras_adadim.methods.components import cosine_momentum
+from keras_adadim.methods.deepcluster import DeepClusterV2
+from keras_adadim.methods.dino import DINO
 from keras_adadim.methods.mocov2plus import MoCoV2Plus
 from keras_adadim.methods.mocov3 import MoCoV3
 from keras_adadim.methods.nnclr import NNCLR
+from keras_adadim.methods.ressl import ReSSL
 from keras_adadim.methods.simsiam import SimSiam
+from keras_adadim.methods.swav import SwAV
 
 
 def method_class(name):
@@ -62,14 +66,18 @@ __all__ = [
     "AdaDim",
     "BYOL",
     "BarlowTwins",
+    "DINO",
+    "DeepClusterV2",
     "EMATeacher",
     "FeatureQueue",
     "Method",
     "MoCoV2Plus",
     "MoCoV3",
     "NNCLR",
+    "ReSSL",
     "SimSiam",
     "Step",
+    "SwAV",
     "cosine_momentum",
     "get_method",
     "method_class",

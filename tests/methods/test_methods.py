@@ -27,7 +27,14 @@ ARGS = {"byol": {"predictor_hidden_dim": 32},
         "simsiam": {"predictor_hidden_dim": 32},
         "mocov3": {"predictor_hidden_dim": 32},
         "nnclr": {"predictor_hidden_dim": 32, "queue_size": 96},
-        "mocov2plus": {"queue_size": 96}}
+        "mocov2plus": {"queue_size": 96},
+        # Prototypes frozen in epoch 0, the queue used from epoch 2.
+        "swav": {"num_prototypes": 16, "queue_size": 64, "queue_start_epoch": 2},
+        # Last layer frozen in epoch 0, T_t warmed up over the 4 epochs.
+        "dino": {"num_prototypes": 16, "warmup_teacher_temperature_epochs": 4,
+                 "base_momentum": 0.99},
+        "ressl": {"queue_size": 96},
+        "deepclusterv2": {"num_prototypes": (8, 6), "memory_size": 64}}
 CASES = {name: (name, ARGS.get(name, {})) for name in ka.METHODS}
 CASES["adadim+momentum"] = ("adadim", {"momentum": 0.99})
 
@@ -123,7 +130,8 @@ def test_teacher_and_queue_are_updated_by_training(trained, views):
 
 
 @pytest.mark.parametrize("name", ["byol", "mocov3", "nnclr", "simsiam", "barlow_twins",
-                                  "mocov2plus"])
+                                  "mocov2plus", "swav", "dino", "ressl",
+                                  "deepclusterv2"])
 def test_save_load_next_step_equals_uninterrupted(trained, views, tmp_path, name):
     x1, x2, y, _ = views
     model, _ = trained[name]

@@ -1,0 +1,119 @@
+"""Parts of the clustering methods (SwAV, DINO, DeepCluster v2): a layer of
+prototype vectors scored by cosine similarity, the epoch counter that their
+epoch-based schedules read inside the compiled step, and spherical k-means
+(DeepCluster v2's per-epoch clustering of its memory bank)."""
+
+import keras
+import numpy as np
+from keras import ops
+
+from keras_adadim.metrics.entropy import l2_normalize_rows
+
+
+@keras.saving.register_keras_serializable(package="keras_adadim")
+class Prototypes(keras.layers.Layer):
+    """``K`` prototype vectors; ``call(z)`` gives the (b, K) cosine
+    similarities of the rows of ``z`` to them.
+
+    The prototypes are used L2-normalised (a weight-normalised linear layer
+    with unit gain: solo-learn's SwAV ``weight_norm`` prototypes with
+    ``weight_g`` fixed at 1, DINO's ``norm_last_layer``), so gradients do not
+    change their norm. ``call(z, gate)`` with ``gate`` 0 lets no gradient
+    reach them (a frozen epoch) and leaves the value unchanged.
+
+    Args:
+        num_prototypes: K.
+        seed: seed of the initial (standard normal) prototypes.
+        trainable: False for prototypes set by hand (DINO's EMA teacher
+            head, DeepCluster v2's k-means centroids).
+    """
+
+    def __init__(self, num_prototypes, seed=0, **kwargs):
+        super().__init__(**kwargs)
+        if int(num_prototypes) < 1:
+            raise ValueError(
+                f"`num_prototypes` must be >= 1; got {num_prototypes}.")
+        self.num_prototypes = int(num_prototypes)
+        self.seed = int(seed)
+        self.kernel = None
+
+    def build(self, feature_shape):
+        self.kernel = self.add_weight(
+            name="kernel", shape=(self.num_prototypes, int(feature_shape[-1])),
+            initializer=keras.initializers.RandomNormal(seed=self.seed),
+            dtype="float32", trainable=self.trainable)
+
+    def normalized(self, gate=None):
+        """The unit prototypes (K, F); ``gate`` (0 or 1) scales the gradient
+        that reaches them."""
+        w = l2_normalize_rows(ops.convert_to_tensor(self.kernel))
+        if gate is not None:
+            w = ops.stop_gradient(w) + ops.cast(gate, w.dtype) * (
+                w - ops.stop_gradient(w))
+        return w
+
+    def call(self, z, gate=None):
+        z = l2_normalize_rows(ops.cast(z, "float32"))
+        return ops.matmul(z, ops.transpose(self.normalized(gate)))
+
+    def compute_output_shape(self, input_shape):
+        return (*tuple(input_shape)[:-1], self.num_prototypes)
+
+    def get_config(self):
+        return {**super().get_config(), "num_prototypes": self.num_prototypes,
+                "seed": self.seed}
+
+
+def epoch_variable(layer):
+    """A saved int32 scalar on ``layer`` holding the epoch of the last
+    ``on_epoch_begin`` (-1 before the first), read by epoch-based schedules
+    inside the compiled step."""
+    return layer.add_weight(
+        name="epoch", shape=(), dtype="int32", trainable=False,
+        initializer=keras.initializers.Constant(-1))
+
+
+def epochs_done(epoch_variable_):
+    """The current epoch as float32, 0 before ``fit`` set it."""
+    return ops.maximum(ops.cast(epoch_variable_, "float32"), 0.0)
+
+
+def before_epoch(epoch_variable_, epochs):
+    """1.0 while the current epoch is below ``epochs`` (a freezing period),
+    else 0.0, as float32."""
+    return ops.cast(epochs_done(epoch_variable_) < float(epochs), "float32")
+
+
+def spherical_kmeans(embeddings, k, iterations=10, seed=0):
+    """Spherical k-means of the L2-normalised rows of ``embeddings`` (N, F):
+    returns (centroids (k, F), unit rows; assignments (N,), int32).
+
+    Centroids start at k distinct rows drawn with ``seed``; each iteration
+    assigns every row to its most similar centroid (dot product) and moves
+    each centroid to the normalised mean of its rows (a centroid that got
+    none stays); the assignments returned are those of the final centroids.
+    DeepCluster v2 (Caron et al., 2020, Appendix A.3; facebookresearch/swav
+    ``main_deepclusterv2.py`` and solo-learn's ``deepclusterv2.py``
+    ``kmeans``): 10 iterations, sums over the memory bank of every process.
+    """
+    x = l2_normalize_rows(ops.cast(ops.convert_to_tensor(embeddings), "float32"))
+    n = int(x.shape[0])
+    if not 1 <= int(k) <= n:
+        raise ValueError(
+            f"k-means needs at most as many clusters as rows: k = {k} "
+            f"clusters for {n} rows. Use a larger memory bank "
+            "(`memory_size`, --queue-size) or fewer prototypes.")
+    rng = np.random.default_rng(seed)
+    start = np.sort(rng.choice(n, size=int(k), replace=False))
+    centroids = ops.take(x, ops.convert_to_tensor(start, "int32"), axis=0)
+    for i in range(int(iterations) + 1):
+        assignments = ops.cast(
+            ops.argmax(ops.matmul(x, ops.transpose(centroids)), axis=1), "int32")
+        if i == int(iterations):
+            break
+        sums = ops.segment_sum(x, assignments, num_segments=int(k))
+        counts = ops.segment_sum(ops.ones((n,), "float32"), assignments,
+                                 num_segments=int(k))
+        centroids = ops.where(counts[:, None] > 0,
+                              l2_normalize_rows(sums), centroids)
+    return centroids, assignments
