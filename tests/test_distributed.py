@@ -3,9 +3,11 @@ batch: 4 devices with global batch B give the loss, gradients, probe and
 alpha of one device with batch B (JAX ``keras.distribution.DataParallel``,
 TensorFlow ``MirroredStrategy``), per-device statistics would be caught, and
 PyTorch refuses several devices with a clear error. One step of each other
-method (BYOL, SimSiam, Barlow Twins, MoCo v3, NNCLR, MoCo v2+) gives the
-one-device loss, gradients and state (EMA teacher, NNCLR's and MoCo v2+'s
-queues in the same order).
+method (BYOL, SimSiam, Barlow Twins, MoCo v3, NNCLR, MoCo v2+, SwAV, DINO,
+ReSSL, DeepCluster v2) gives the one-device loss, gradients and state (EMA
+teachers, the queues and memory banks in the same order, DINO's centre,
+DeepCluster v2's k-means prototypes), Sinkhorn-Knopp's codes are those of
+the global batch, and per-replica statistics would be caught.
 
 Device counts must be set before a backend initialises, so each backend runs
 in its own subprocess: this file is also the worker script
@@ -268,11 +270,79 @@ def _check_gather_packing(strategy):
     return bool(ok and ok_valid and not bad_valid)
 
 
+def _sinkhorn_scores():
+    import numpy as np
+
+    rng = np.random.default_rng(3)
+    return rng.uniform(-1, 1, size=(B, 16)).astype("float32")
+
+
+def _sinkhorn_diffs(global_codes, per_replica_codes):
+    """Max differences of codes computed over the global batch by the
+    distributed path, and by replicas on their own rows, from one device's."""
+    import numpy as np
+
+    from keras_adadim.losses.sinkhorn import sinkhorn_knopp
+
+    one = np.asarray(sinkhorn_knopp(_sinkhorn_scores()))
+    return {"global": float(np.max(np.abs(np.asarray(global_codes) - one))),
+            "per_replica": float(np.max(np.abs(np.asarray(per_replica_codes)
+                                               - one)))}
+
+
+def _sinkhorn_tf(strategy):
+    """Sinkhorn-Knopp's codes of B score rows split over the replicas: each
+    replica gathers the global batch's scores (what the model does) and
+    gets the one-device codes of its rows; on its own rows alone it would
+    not."""
+    import tensorflow as tf
+
+    from keras_adadim import distribute
+    from keras_adadim.losses.sinkhorn import sinkhorn_knopp
+
+    scores = tf.constant(_sinkhorn_scores())
+    n = strategy.num_replicas_in_sync
+    rows = B // n
+
+    def step():
+        i = tf.distribute.get_replica_context().replica_id_in_sync_group
+        mine = scores[i * rows:(i + 1) * rows]
+        codes = sinkhorn_knopp(distribute.gather(mine))
+        return codes[i * rows:(i + 1) * rows], sinkhorn_knopp(mine)
+
+    got = strategy.run(tf.function(step))
+    glob, local = (tf.concat([t.numpy() for t in
+                              strategy.experimental_local_results(g)], 0)
+                   for g in got)
+    return _sinkhorn_diffs(glob, local)
+
+
+def _sinkhorn_jax(distribution):
+    """Sinkhorn-Knopp jitted on scores sharded over the devices as
+    DataParallel shards a batch: XLA keeps its sums global."""
+    import jax
+    import numpy as np
+
+    from keras_adadim.losses.sinkhorn import sinkhorn_knopp
+
+    scores = _sinkhorn_scores()
+    layout = distribution.get_data_layout(scores.shape).backend_layout
+    sharded = jax.device_put(scores, layout)
+    codes = jax.jit(sinkhorn_knopp)(sharded)
+    local = np.concatenate([np.asarray(sinkhorn_knopp(part))
+                            for part in np.split(scores, len(jax.devices()))])
+    out = _sinkhorn_diffs(np.asarray(codes), local)
+    out["shards"] = len(sharded.sharding.device_set)
+    return out
+
+
 # The methods of keras_adadim.methods besides AdaDim: ONE step each (tracing
 # a 4-replica step is the cost), single device vs 4 devices.
 NEW_METHODS = ("byol", "simsiam", "barlow_twins", "mocov3", "nnclr",
-               "mocov2plus")
-QUEUE_METHODS = ("nnclr", "mocov2plus")  # FeatureQueue state
+               "mocov2plus", "swav", "dino", "ressl", "deepclusterv2")
+# FeatureQueue state: queues, support sets, memory banks (how many).
+QUEUE_METHODS = {"nnclr": 1, "mocov2plus": 2, "swav": 2, "ressl": 1,
+                 "deepclusterv2": 2}
 QUEUE = 2 * B  # the queues: the pushed global batch + older rows
 
 
@@ -287,7 +357,17 @@ def _method_model(name):
     if "predictor_hidden_dim" in uses:
         kwargs["predictor_hidden_dim"] = 32
     if "queue_size" in uses:
-        kwargs["queue_size"] = QUEUE
+        kwargs[uses["queue_size"]] = QUEUE
+    # Small heads; no frozen epoch (every part gets its gradient in the one
+    # step) and SwAV's queue in use from the start (its rows enter
+    # Sinkhorn-Knopp's sums with the global batch's).
+    kwargs.update({
+        "swav": {"num_prototypes": 16, "freeze_prototypes_epochs": 0,
+                 "queue_start_epoch": 0},
+        "dino": {"num_prototypes": 16, "freeze_last_layer_epochs": 0,
+                 "base_momentum": 0.9},
+        "deepclusterv2": {"num_prototypes": (8, 6)},
+    }.get(name, {}))
     return _make_model(method=ka.methods.get_method(name, **kwargs))
 
 
@@ -324,6 +404,8 @@ def _one_step(model, initial):
         "weights": [keras.ops.convert_to_numpy(w) for w in model.weights],
         "queue0": queue0,
         "queue": _queue(model),
+        "center": (keras.ops.convert_to_numpy(model.method.center)
+                   if model.method.name == "dino" else None),
     }
 
 
@@ -349,6 +431,10 @@ def _compare_step(single, multi):
         "max_weight_diff": max_diff(single["weights"], multi["weights"]),
         "weights": [len(single["weights"]), len(multi["weights"])],
     }
+    if single["center"] is not None:  # DINO's: EMA of the teacher's mean
+        cmp["center_diff"] = float(np.max(np.abs(single["center"]
+                                                 - multi["center"])))
+        cmp["center_max"] = float(np.max(np.abs(single["center"])))
     if single["queue"] is not None:
         q0, qs, qm = single["queue0"], single["queue"], multi["queue"]
         cmp["queue_diff"] = float(np.max(np.abs(qs - qm)))
@@ -400,7 +486,8 @@ def worker_tensorflow():
         [f"/cpu:{i}" for i in range(DEVICES)]
     )
     res = {"replicas": strategy.num_replicas_in_sync,
-           "gather_packing_ok": _check_gather_packing(strategy)}
+           "gather_packing_ok": _check_gather_packing(strategy),
+           "sinkhorn": _sinkhorn_tf(strategy)}
 
     model = _make_model()
     initial = model.get_weights()
@@ -447,6 +534,15 @@ def worker_tensorflow():
         model = _method_model("barlow_twins")
     res["barlow_twins_without_gather"] = _compare_step(
         bt_single, _one_step(model, bt_initial))
+    # And for the statistics of the clustering methods: SwAV's
+    # Sinkhorn-Knopp sums and DINO's centre per replica.
+    for name in ("swav", "dino"):
+        m_initial, m_single = singles[name]
+        with strategy.scope():
+            model = _method_model(name)
+        res[f"{name}_without_gather"] = _compare_step(
+            m_single, _one_step(model, m_initial))
+    distribute.set_global_batch_statistics(True)
     return res
 
 
@@ -468,6 +564,7 @@ def worker_jax():
     methods = {name: _compare_step(m_single, _one_step(_method_model(name),
                                                        m_initial))
                for name, (m_initial, m_single) in singles.items()}
+    sinkhorn = _sinkhorn_jax(distribution)
     kernel = multi_model.encoder.weights[0].value
     data_layout = distribution.get_data_layout((B, 8, 8, 1)).backend_layout
     return {"jax": _compare(single, multi),
@@ -477,7 +574,7 @@ def worker_jax():
             "batch_shards": len(data_layout.addressable_devices_indices_map(
                 (B, 8, 8, 1))),
             "batch_shard_rows": data_layout.shard_shape((B, 8, 8, 1))[0],
-            "methods": methods}
+            "methods": methods, "sinkhorn": sinkhorn}
 
 
 def worker_torch():
@@ -702,10 +799,10 @@ if __name__ != "__main__":
 @pytest.fixture(scope="module")
 def results():
     """JAX and TF workers side by side (one per core), then two torch ranks.
-    About 140 s of CPU in all (70 s of it the six methods' one-step
-    checks, mostly tracing 4-replica TF steps and compiling JAX steps),
-    2-4 min on a 2-core machine; the deadline is generous because the
-    machine may be shared."""
+    About 250 s of CPU in all (measured: TF worker 151 s, JAX worker 93 s,
+    side by side; most of it the ten methods' one-step checks, tracing
+    4-replica TF steps and compiling JAX steps), 3-5 min on a 2-core
+    machine; the deadline is generous because the machine may be shared."""
     deadline = time.monotonic() + 900.0
     procs = {
         "jax": _launch("jax", XLA_FLAGS=(
@@ -822,13 +919,14 @@ def test_new_method_one_step_equals_single_device(results, backend, method):
 
 
 @pytest.mark.parametrize("backend", ["jax", "tensorflow"])
-@pytest.mark.parametrize("method", QUEUE_METHODS)
+@pytest.mark.parametrize("method", list(QUEUE_METHODS))
 def test_queue_holds_the_global_batch_in_order(results, backend, method):
-    """After one step NNCLR's support set and each of MoCo v2+'s two
-    queues hold the B rows of the global batch in front (not a replica's
-    B / 4), in the one-device order."""
+    """After one step NNCLR's support set, each of MoCo v2+'s and SwAV's two
+    queues, ReSSL's queue and DeepCluster v2's two memory banks hold the B
+    rows of the global batch in front (not a replica's B / 4), in the
+    one-device order."""
     cmp = results[backend]["methods"][method]
-    assert cmp["queues"] == {"nnclr": 1, "mocov2plus": 2}[method], cmp
+    assert cmp["queues"] == QUEUE_METHODS[method], cmp
     assert cmp["queue_pushed_global_batch"], cmp  # one device: B rows in
     assert cmp["queue_same_order"], cmp
     # Values: float32 noise only (TF's synchronised batch norm takes the
@@ -919,3 +1017,44 @@ def test_multi_host_equals_single_device(tmp_path):
 
 if __name__ == "__main__":
     _main(sys.argv[1])
+
+
+@pytest.mark.parametrize("backend", ["jax", "tensorflow"])
+def test_dino_centre_is_the_global_batch_mean(results, backend):
+    """DINO's centre after one step on 4 devices is the one-device centre
+    (the EMA of the teacher's mean over the GLOBAL batch); the equality
+    test above checks it with every other weight, this names it."""
+    cmp = results[backend]["methods"]["dino"]
+    assert cmp["center_max"] > 1e-3, cmp  # the step moved it
+    assert cmp["center_diff"] <= 1e-5 * max(1.0, cmp["center_max"]), cmp
+
+
+@pytest.mark.parametrize("backend", ["jax", "tensorflow"])
+def test_sinkhorn_codes_are_those_of_the_global_batch(results, backend):
+    """Sinkhorn-Knopp on B score rows split over 4 devices gives the
+    one-device codes (TF: each replica gathers the scores, as the model
+    does; JAX: XLA keeps the sums of a sharded batch global); computed on a
+    replica's rows alone they differ, so the check would catch it."""
+    res = results[backend]["sinkhorn"]
+    assert res["global"] <= 1e-5, res
+    assert res["per_replica"] > 1e-2, res
+    if backend == "jax":
+        assert res["shards"] == DEVICES
+
+
+@pytest.mark.parametrize("method", ["swav", "dino"])
+def test_tensorflow_per_replica_clustering_statistics_fail_the_equality(
+        results, method):
+    """SwAV with Sinkhorn-Knopp's sums per replica gives another first-step
+    loss and gradients; DINO with its centre taken per replica (the first
+    loss, with the initial zero centre, is the same) ends the step with
+    another centre: the equality test above catches either."""
+    cmp = results["tensorflow"][f"{method}_without_gather"]
+    with pytest.raises(AssertionError):
+        _assert_step_matches(cmp)
+    if method == "swav":
+        single, local = cmp["first_step"]["loss"]
+        assert abs(single - local) > 100 * LOSS_RTOL * max(1.0, abs(single)), cmp
+        assert cmp["max_grad_diff"] > 100 * GRAD_ATOL * max(1.0, cmp["max_grad"])
+    else:
+        assert cmp["center_diff"] > 100 * 1e-5 * max(1.0, cmp["center_max"]), cmp
