@@ -163,6 +163,10 @@ PRESETS = {
 #               AdaDim predictor's width); a flag for any other method
 #               setting is refused
 #   settings  - run settings it brings, applied over the preset (under flags)
+#   scheme    - (optional) the method's view scheme, over the preset's and
+#               what `augmentation="auto"` means, on any data but the 8x8
+#               digits (ReSSL: its weak teacher and strong student views);
+#               a scheme the user names wins
 #   the rest  - the README table: reference, views, teacher, queue,
 #               predictor, defaults and their source.
 _ADADIM_USES = {"alpha": "alpha", "gamma": "gamma", "temperature": "temperature",
@@ -299,11 +303,11 @@ METHODS = {
         "class": "keras_adadim.methods.ressl.ReSSL", "kwargs": {},
         "uses": {"queue_size": "queue_size", "momentum_encoder": "base_momentum",
                  "seed": "seed"},
-        "settings": {},
+        "settings": {}, "scheme": "ressl",
         "reference": "ReSSL (Zheng et al., 2021)", "views": 2,
         "teacher": "EMA 0.99 -> 1 (weak view)", "queue": "teacher embeddings 65,536",
         "predictor": "-",
-        "defaults": "relational CE, T_s 0.1, T_t 0.04",
+        "defaults": "relational CE, T_s 0.1, T_t 0.04; weak / strong views (`ressl` scheme)",
         "source": _SOLO + " ressl.yaml",
     },
     "deepclusterv2": {
@@ -478,6 +482,10 @@ def resolve(preset=None, dataset=None, table9=None, **overrides):
     _check_method(method, given)
     config.update(METHODS[method]["settings"])
     config.update(given)
+    scheme = METHODS[method].get("scheme")
+    if (scheme and given.get("augmentation", "auto") == "auto"
+            and _dataset_key(dataset) != "digits"):  # digits: 8x8 views only
+        config["augmentation"] = scheme
     config["dataset"] = str(dataset)
     config["preset"] = preset
     return validate(config)

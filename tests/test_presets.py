@@ -142,3 +142,19 @@ def test_readme_method_table_is_the_registry():
     expected = [[f"`{name}`", *(str(entry[k]) for k in fields)]
                 for name, entry in presets.METHODS.items()]
     assert rows == expected
+
+
+def test_ressl_gets_its_weak_and_strong_views_by_default():
+    """A method's own scheme (ReSSL: weak teacher view, strong student
+    view) replaces the preset's and `"auto"`, except on the 8x8 digits; a
+    scheme the user names is kept."""
+    assert presets.resolve(method="ressl", dataset="cifar10")[
+        "augmentation"] == "ressl"  # the baseline preset says "asymmetric"
+    assert presets.resolve(method="ressl", dataset="cifar10",
+                           augmentation="auto")["augmentation"] == "ressl"
+    assert presets.resolve(method="ressl", dataset="digits")[
+        "augmentation"] == "auto"
+    assert presets.resolve(method="ressl", dataset="cifar10",
+                           augmentation="symmetric")["augmentation"] == "symmetric"
+    assert presets.resolve(method="simclr", dataset="cifar10")[
+        "augmentation"] != "ressl"
