@@ -296,7 +296,7 @@ METHODS = {
         "reference": "DINO (Caron et al., 2021)", "views": 2,
         "teacher": "EMA 0.9995 -> 1", "queue": "- (centre, EMA 0.9)",
         "predictor": "-",
-        "defaults": "4096 prototypes, T_s 0.1, T_t 0.04 -> 0.07 over 50 epochs, last layer frozen 1 epoch",
+        "defaults": "4096 prototypes, T_s 0.1, T_t 0.04 -> 0.07 over 30 epochs, last layer frozen 1 epoch",
         "source": _SOLO + " dino.yaml",
     },
     "ressl": {

@@ -31,11 +31,12 @@ class DINO(base.Method):
     and Appendix: centre momentum 0.9, T_s 0.1, T_t warmed up linearly
     from 0.04 to 0.07, the last layer frozen during the first epoch,
     multi-crop) and solo-learn's ``dino.py`` with its CIFAR ``dino.yaml``:
-    K = 4096, projector output 256, teacher momentum 0.9995 -> 1, T_t
-    warm-up over 50 epochs (``warmup_teacher_temperature_epochs``).
-    Unlike solo-learn's CIFAR setting (``norm_last_layer: False``) the
-    head is always normalised (DINO's default), which keeps its logits
-    bounded by 1 / T. The centre is the mean over the GLOBAL batch (DINO
+    K = 4096, projector output 256, teacher momentum 0.9995 -> 1, the head
+    normalised (``norm_last_layer``, solo-learn's default too), which keeps
+    its logits bounded by 1 / T. The T_t warm-up lasts 30 epochs
+    (``warmup_teacher_temperature_epochs``), the default of DINO's
+    ``main_dino.py``: solo-learn's CIFAR config sets none (its default is
+    0, i.e. T_t = 0.07 from the start). The centre is the mean over the GLOBAL batch (DINO
     all-reduces it; under ``tf.distribute`` the model gathers the teacher's
     rows first), so every replica holds the same centre. The epoch comes
     from ``fit`` (``Method.on_epoch_begin``); outside ``fit`` it counts as
@@ -62,7 +63,7 @@ class DINO(base.Method):
 
     def __init__(self, num_prototypes=4096, student_temperature=0.1,
                  teacher_temperature=0.07, warmup_teacher_temperature=0.04,
-                 warmup_teacher_temperature_epochs=50, center_momentum=0.9,
+                 warmup_teacher_temperature_epochs=30, center_momentum=0.9,
                  freeze_last_layer_epochs=1, base_momentum=0.9995,
                  final_momentum=1.0, seed=0, **kwargs):
         kwargs.setdefault("name", "dino")

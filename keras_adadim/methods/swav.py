@@ -30,7 +30,7 @@ class SwAV(base.Method):
     sphere, frozen during the first epoch, a queue of past embeddings when
     the batch is small against K) and solo-learn's ``swav.py`` with its
     CIFAR ``swav.yaml``: K = 3000, T = 0.1, epsilon 0.05, 3 iterations,
-    projector output 128, prototypes frozen for the first epoch, queue
+    projector output 128, prototypes frozen for the first 2 epochs, queue
     3840 used from epoch 50. Under ``tf.distribute`` the model gathers the
     scores of every replica first, so Sinkhorn-Knopp's sums are over the
     global batch (SwAV all-reduces them); on JAX the step is global anyway.
@@ -58,7 +58,7 @@ class SwAV(base.Method):
 
     def __init__(self, num_prototypes=3000, temperature=0.1,
                  sinkhorn_epsilon=0.05, sinkhorn_iterations=3,
-                 freeze_prototypes_epochs=1, queue_size=3840,
+                 freeze_prototypes_epochs=2, queue_size=3840,
                  queue_start_epoch=50, seed=0, **kwargs):
         kwargs.setdefault("name", "swav")
         super().__init__(**kwargs)

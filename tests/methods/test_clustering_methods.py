@@ -91,7 +91,8 @@ def test_swav_codes_use_the_queue_from_its_start_epoch(views):
 
 
 def test_swav_prototypes_are_frozen_in_the_first_epoch(views):
-    model = make_model("swav", num_prototypes=6, queue_size=0)
+    model = make_model("swav", num_prototypes=6, queue_size=0,
+                       freeze_prototypes_epochs=1)  # default 2 (solo-learn)
     v = (views[0], views[1])
     model.fit(v, batch_size=B, epochs=1, verbose=0)
     kernel = model.method.prototypes.kernel
