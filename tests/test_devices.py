@@ -87,7 +87,9 @@ def _data(path):
     return str(path)
 
 
-def _run(backend, **spec):
+def _start(backend, **spec):
+    """A worker run, started (not waited for: independent runs overlap,
+    which halves this file's wall time on a 2-core machine)."""
     env = dict(os.environ, KERAS_BACKEND=backend, TF_CPP_MIN_LOG_LEVEL="3",
                JAX_PLATFORMS="cpu", CUDA_VISIBLE_DEVICES="")
     env.pop("XLA_FLAGS", None)
@@ -95,11 +97,19 @@ def _run(backend, **spec):
         # What `adadim pretrain --devices` sets (cli._virtual_cpu_devices).
         env["XLA_FLAGS"] = (
             f"--xla_force_host_platform_device_count={spec['devices']}")
-    proc = subprocess.run(
+    return subprocess.Popen(
         [sys.executable, __file__, json.dumps(spec)], cwd=REPO, env=env,
-        capture_output=True, text=True, timeout=600)
-    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith(MARKER)]
-    assert proc.returncode == 0 and lines, proc.stdout + proc.stderr[-3000:]
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def _finish(proc):
+    try:
+        stdout, stderr = proc.communicate(timeout=600)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        raise
+    lines = [ln for ln in stdout.splitlines() if ln.startswith(MARKER)]
+    assert proc.returncode == 0 and lines, stdout + stderr[-3000:]
     return json.loads(lines[-1][len(MARKER):])
 
 
@@ -112,14 +122,21 @@ def test_two_devices_equal_one_and_resume_mid_epoch(backend, tmp_path):
     data = _data(tmp_path / "d.npz")
     # Only the resumed run evaluates (`eval` may change on resume): each
     # evaluation costs these subprocesses compile time.
-    one = _run(backend, data=data, out=str(tmp_path / "one"), devices=1,
-               eval="none")
+    one = _start(backend, data=data, out=str(tmp_path / "one"), devices=1,
+                 eval="none")
     out = str(tmp_path / "two")
     # Killed in the second epoch (after a mid-epoch checkpoint), resumed in
     # the same directory on the same 2 devices.
-    assert _run(backend, data=data, out=out, devices=2, eval="none",
-                kill_at=STEPS_PER_EPOCH + 2) == {"killed": True}
-    two = _run(backend, data=data, out=out, devices=2)
+    killed = _start(backend, data=data, out=out, devices=2, eval="none",
+                    kill_at=STEPS_PER_EPOCH + 2)
+    try:
+        assert _finish(killed) == {"killed": True}
+        two = _finish(_start(backend, data=data, out=out, devices=2))
+        one = _finish(one)
+    finally:
+        for proc in (one, killed):
+            if isinstance(proc, subprocess.Popen) and proc.poll() is None:
+                proc.kill()
     assert two["resumed_from"] == [1, 2]
     assert len(two["history"]) == len(one["history"]) == 2
     for key in ("loss", "alpha", "probe_loss"):
