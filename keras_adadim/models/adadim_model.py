@@ -609,10 +609,15 @@ class _TrainingGuard(keras.callbacks.Callback):
 
     # Keras turns every batch's logs into Python numbers (a host read) before
     # `on_train_batch_end`: on the main thread, stalling the queue of steps,
-    # unless all callbacks are default or `async_safe`; then (JAX, PyTorch)
-    # in worker threads. The checks do not depend on their order: the
-    # epoch's running-mean loss stays NaN after a bad batch.
-    async_safe = True
+    # unless all callbacks are default or `async_safe`; then in worker
+    # threads. The checks do not depend on their order: the epoch's
+    # running-mean loss stays NaN after a bad batch. PyTorch only: on JAX a
+    # worker thread read arrays the next step had donated (RuntimeError
+    # "Array has been deleted" instead of the guard's error), and Keras
+    # never dispatches TensorFlow's callbacks to threads.
+    @property
+    def async_safe(self):
+        return keras.backend.backend() == "torch"
 
     def __init__(self, planned_steps=None, check_every=CHECK_EVERY):
         super().__init__()

@@ -1,7 +1,6 @@
 """`AdaDimModel.fit` reads the step's logs on the host only at epoch
-boundaries in its main loop (JAX, PyTorch), and a bad batch still stops
-training with the guard's message when the reads happen in Keras' callback
-threads."""
+boundaries in its main loop on PyTorch, and a bad batch still stops training
+with the guard's message when the reads happen in Keras' callback threads."""
 
 import threading
 
@@ -35,10 +34,10 @@ def _dataset(bad_batch=None, batches=10, b=8):
 
 def test_fit_reads_logs_on_the_main_thread_only_at_epoch_ends(monkeypatch):
     """Keras converts each batch's logs to Python floats (a host sync) on
-    the main thread unless every callback is async-safe; the guard is, so on
-    JAX and PyTorch those reads run in worker threads and the main loop
-    only reads at epoch and training boundaries. TensorFlow's backend is
-    not thread-safe for Keras: it reads every batch on the main thread."""
+    the main thread unless every callback is async-safe; the guard is on
+    PyTorch, so there those reads run in worker threads and the main loop
+    only reads at epoch and training boundaries. JAX and TensorFlow read
+    every batch on the main thread (see _TrainingGuard.async_safe)."""
     model = _model()
     model.fit(_dataset(), epochs=1, verbose=0)  # trace / build first
     reads = {"main": 0, "worker": 0}
@@ -52,11 +51,11 @@ def test_fit_reads_logs_on_the_main_thread_only_at_epoch_ends(monkeypatch):
 
     monkeypatch.setattr(callback_list.python_utils, "pythonify_logs", counting)
     model.fit(_dataset(), epochs=2, verbose=0, check_every=5)
-    if BACKEND == "tensorflow":
-        assert reads["main"] >= 20  # one per batch (Keras, not thread-safe)
-    else:
+    if BACKEND == "torch":
         assert reads["main"] <= 2 * 2 + 1, reads  # epoch ends, train end
         assert reads["worker"] == 20, reads
+    else:  # one per batch on the main thread (see _TrainingGuard.async_safe)
+        assert reads["main"] >= 20, reads
 
 
 @pytest.mark.parametrize("check_every,bad_batch,message", [
@@ -65,7 +64,7 @@ def test_fit_reads_logs_on_the_main_thread_only_at_epoch_ends(monkeypatch):
 ])
 def test_bad_batch_stops_fit_with_the_guard_message(check_every, bad_batch, message):
     """The deferred checks (every `check_every` batches, read in a callback
-    thread on JAX / PyTorch) still stop training with the clear error and
+    thread on PyTorch) still stop training with the clear error and
     leave finite weights."""
     model = _model()
     with pytest.raises(ValueError, match=message):
