@@ -6,10 +6,15 @@ Shape checks are static (they run while tracing, too); value checks (NaN/Inf)
 run only on concrete tensors, see ``_backend.is_concrete``.
 """
 
+import contextlib
+import threading
+
 import keras
 from keras import ops
 
 from keras_adadim._backend import is_concrete
+
+_CHECKS = threading.local()
 
 # Statistics are always computed in float32, whatever the compute dtype of
 # the network (mixed_float16 / mixed_bfloat16 policies).
@@ -45,12 +50,30 @@ def as_matrix(x, name="x", min_rows=1):
     return x
 
 
+@contextlib.contextmanager
+def no_value_checks():
+    """Within: :func:`check_finite` checks nothing. For the training step,
+    whose losses run eagerly on PyTorch: there each check reads the device
+    (a host sync per loss call, which stalls a GPU's queue), while the
+    model's bad-batch guard already reports a non-finite loss. Per thread,
+    nestable."""
+    before = getattr(_CHECKS, "off", False)
+    _CHECKS.off = True
+    try:
+        yield
+    finally:
+        _CHECKS.off = before
+
+
 def check_finite(x, name="x"):
-    """Raise ValueError if a concrete tensor holds NaN or Inf.
+    """Raise ValueError if a concrete tensor holds NaN or Inf (not within
+    :func:`no_value_checks`).
 
     The test is on the *result*: a concrete input used inside a traced
     function (jax.jit, tf.function) yields a traced flag, which is skipped.
     """
+    if getattr(_CHECKS, "off", False):
+        return
     all_finite = ops.all(ops.isfinite(x))
     if is_concrete(all_finite) and not bool(all_finite):
         raise ValueError(

@@ -12,6 +12,7 @@ import numpy as np
 from keras import ops
 
 from keras_adadim import distribute
+from keras_adadim._validation import no_value_checks
 from keras_adadim.methods import Method
 from keras_adadim.methods import Step
 from keras_adadim.methods import get_method
@@ -70,7 +71,9 @@ class AdaDimModel(keras.Model):
         method: a registered method name (``"adadim"``, ``"simclr"``,
             ``"vicreg"``, ``"simclr+lambda"``, ``"vicreg+lambda"``,
             ``"byol"``, ``"simsiam"``, ``"barlow_twins"``, ``"mocov3"``,
-            ``"nnclr"``, ``"mocov2plus"``) or a ``Method`` instance.
+            ``"nnclr"``, ``"mocov2plus"``, ``"swav"``, ``"dino"``,
+            ``"ressl"``, ``"deepclusterv2"``: ``keras_adadim.METHODS``) or a
+            ``Method`` instance.
         alpha, beta, gamma, temperature, sim_weight, var_weight, cov_weight,
             pairing, renyi_order, mi_penalty, momentum, predictor: arguments
             of the method named by ``method`` (see
@@ -373,7 +376,10 @@ class AdaDimModel(keras.Model):
         # Distributed (TF strategies): every batch statistic below is taken
         # over the global batch, gathered from all replicas (distribute.py).
         rows, y, valid = distribute.gather_rows(rows, y, y_pred["valid"])
-        terms = self.method.loss_terms(rows, step)
+        # No NaN checks in the losses (on PyTorch each is a host sync): a
+        # bad batch gives a NaN loss below, which the fit-time guard reports.
+        with no_value_checks():
+            terms = self.method.loss_terms(rows, step)
         loss = ops.cast(self.method.combine(terms, step), "float32")
         logs = self.method.logs(step)
         # Regularisation losses of the layers (weight decay), as in Keras.

@@ -634,6 +634,27 @@ def test_non_finite_entries_raise(bad):
         L.mutual_information_term(z, z, z, zb)
 
 
+def test_value_checks_are_off_only_within_no_value_checks():
+    """The training step turns the losses' NaN checks off (each is a host
+    sync on PyTorch; the model's guard reports a bad batch): within
+    `no_value_checks` a NaN passes through as a NaN loss, and after it,
+    also after an error inside it, the check is back."""
+    from keras_adadim._validation import no_value_checks
+
+    z = np.random.default_rng(0).normal(size=(B, F)).astype("float32")
+    zb = z.copy()
+    zb[1, 2] = np.nan
+    with no_value_checks():
+        with no_value_checks():  # nested
+            pass
+        assert np.isnan(float(ops.convert_to_numpy(L.info_nce(z, zb))))
+    with pytest.raises(RuntimeError):
+        with no_value_checks():
+            raise RuntimeError
+    with pytest.raises(ValueError, match="NaN or Inf"):
+        L.info_nce(z, zb)
+
+
 @pytest.mark.parametrize("tau", [0.0, -0.1, float("nan")])
 def test_non_positive_temperature_raises(tau):
     """temperature <= 0 (or NaN) is rejected by every NT-Xent entry point."""

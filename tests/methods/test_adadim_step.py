@@ -1,8 +1,7 @@
 """AdaDim's training step: its loss terms (computed with shared Gram
 matrices, keras_adadim.losses.adadim.adadim_terms) equal the SPEC formulas
-on the model's own outputs, and the step reads nothing on the host."""
-
-import collections
+on the model's own outputs. (That the step reads nothing on the host, for
+every method: test_methods.py.)"""
 
 import keras
 import numpy as np
@@ -125,73 +124,3 @@ def test_covariance_term_keeps_float32_precision_near_collapse(scale):
     got = ka.losses.vicreg_components(z, z * 1.5)["covariance"]
     want = ref.vicreg_components(z, z * 1.5)["covariance"]
     assert float(np_(got)) == pytest.approx(want, rel=1e-5)
-
-
-class _HostReads:
-    """Counts PyTorch host reads (bool / item / float / int / index /
-    tolist / numpy) of tensors while active."""
-
-    NAMES = ("__bool__", "item", "__float__", "__int__", "__index__",
-             "tolist", "numpy", "__array__")
-
-    def __enter__(self):
-        import torch
-
-        self.counts = collections.Counter()
-        self._saved = {n: getattr(torch.Tensor, n) for n in self.NAMES}
-
-        def counting(name, original):
-            def read(tensor, *args, **kwargs):
-                self.counts[name] += 1
-                return original(tensor, *args, **kwargs)
-            return read
-
-        for n, original in self._saved.items():
-            setattr(torch.Tensor, n, counting(n, original))
-        return self
-
-    def __exit__(self, *exc):
-        import torch
-
-        for n, original in self._saved.items():
-            setattr(torch.Tensor, n, original)
-
-
-@pytest.mark.parametrize("method,kwargs", [
-    ("adadim", {}), ("adadim", {"momentum": 0.99}), ("simclr", {}),
-    ("vicreg", {}), ("simclr+lambda", {}),
-])
-def test_training_step_reads_nothing_on_the_host(method, kwargs):
-    """No host sync in the compiled training step: on PyTorch (eager) no
-    tensor is read by Python during `train_function` (it would stall a GPU
-    queue), and the patched counter does see a read; on TensorFlow and JAX
-    the step is traced once, also when alpha changes (a data-dependent
-    Python branch would fail or retrace there)."""
-    model = make_model(method, **kwargs)
-    x = views(8)
-    model.train_on_batch(x)  # builds and traces
-    if BACKEND == "torch":
-        import torch
-
-        data = [((torch.tensor(x[0]), torch.tensor(x[1])),)]
-        with _HostReads() as reads:
-            logs = model.train_function(data)
-        assert sum(reads.counts.values()) == 0, dict(reads.counts)
-        with _HostReads() as reads:  # the counter works
-            float(logs["loss"])
-        assert reads.counts["__float__"] == 1
-    else:
-        # Python code of the step runs only while it is traced.
-        traced = []
-        loss_terms = model.method.loss_terms
-
-        def counted(rows, step=None):
-            traced.append(1)
-            return loss_terms(rows, step)
-
-        model.method.loss_terms = counted
-        for alpha in (0.2, 0.7):
-            if model.method.adaptive:
-                model.set_alpha(alpha)  # a variable: no retrace
-            model.train_on_batch(x)
-        assert traced == []

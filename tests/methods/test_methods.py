@@ -19,6 +19,7 @@ from keras_adadim.data import load_digits
 from keras_adadim.methods import get_method
 from keras_adadim.models.small_cnn import mlp_projector
 from keras_adadim.models.small_cnn import small_cnn_encoder
+from host_reads import HostReads  # tests/host_reads.py
 
 B = 32
 EPOCHS = 4
@@ -454,3 +455,41 @@ def test_teacher_variables_stay_out_of_the_optimizer_with_the_kept_set():
     assert len(calls) == 1, "the set was recomputed after the first call"
     # The teacher moved only by EMA: still not equal to the online weights.
     assert not np.allclose(np_(teacher.encoder.weights[0]), np_(model.encoder.weights[0]))
+
+
+@pytest.mark.parametrize("name", list(CASES))
+def test_training_step_reads_nothing_on_the_host(name, views):
+    """No host sync in the training step of any method: on PyTorch (eager)
+    no tensor is read by Python during `train_function` (it would stall a
+    GPU's queue; the losses' NaN checks are off in the step, the model's
+    guard reports a bad batch), and the patched counter does see a read; on
+    TensorFlow and JAX the step is traced once, also when alpha changes (a
+    data-dependent Python branch would fail or retrace there)."""
+    model = make_model(name)
+    x = (views[0][:8], views[1][:8])
+    model.train_on_batch(x)  # builds and traces
+    if keras.backend.backend() == "torch":
+        import torch
+
+        data = [((torch.tensor(x[0]), torch.tensor(x[1])),)]
+        with HostReads() as reads:
+            logs = model.train_function(data)
+        assert sum(reads.counts.values()) == 0, dict(reads.counts)
+        with HostReads() as reads:  # the counter works
+            float(logs["loss"])
+        assert reads.counts["__float__"] == 1
+    else:
+        # Python code of the step runs only while it is traced.
+        traced = []
+        loss_terms = model.method.loss_terms
+
+        def counted(rows, step=None):
+            traced.append(1)
+            return loss_terms(rows, step)
+
+        model.method.loss_terms = counted
+        for alpha in (0.2, 0.7):
+            if getattr(model.method, "adaptive", False):
+                model.set_alpha(alpha)  # a variable: no retrace
+            model.train_on_batch(x)
+        assert traced == []
