@@ -11,8 +11,11 @@ import numpy as np
 import pytest
 
 from keras_adadim import cli
+from keras_adadim import presets
 from keras_adadim import training
 from keras_adadim.analysis import report
+from simulated_kill import KillAfter  # tests/simulated_kill.py
+from simulated_kill import saved_weights
 
 TINY = dict(
     epochs=2, batch_size=128, width=8, projector_hidden_dim=32,
@@ -117,22 +120,6 @@ def test_changed_settings_and_foreign_directory_are_refused(run, tmp_path):
     assert (tmp_path / "notes.txt").read_text() == "mine"
 
 
-class _Crash(keras.callbacks.Callback):
-    def __init__(self, at):
-        super().__init__()
-        self.at, self.seen = at, 0
-
-    def on_train_batch_end(self, batch, logs=None):
-        self.seen += 1
-        if self.seen == self.at:
-            raise KeyboardInterrupt("simulated kill")
-
-
-def _weights(directory):
-    model = keras.saving.load_model(os.path.join(directory, "model.keras"))
-    return [np.asarray(w) for w in model.get_weights()], model
-
-
 def test_killed_run_resumes_mid_epoch(tmp_path):
     settings = {**TINY, "epochs": 3, "eval": "none", "monitor_every": 1,
                 "batch_size": 256, "checkpoint_every_steps": 2}
@@ -143,15 +130,15 @@ def test_killed_run_resumes_mid_epoch(tmp_path):
     # epoch 1, step 2 (every 2 steps).
     with pytest.raises(KeyboardInterrupt):
         training.pretrain(output=str(tmp_path / "killed"), verbose=0,
-                          log=lambda *a: None, callbacks=[_Crash(8)],
+                          log=lambda *a: None, callbacks=[KillAfter(8)],
                           **settings)
     state = json.load(open(tmp_path / "killed" / "checkpoints" / "last.json"))
     assert (state["epoch"], state["step_in_epoch"]) == (1, 2)
     resumed = training.pretrain(output=str(tmp_path / "killed"), verbose=0,
                                 log=lambda *a: None, **settings)
     assert resumed["resumed_from"] == (1, 2)
-    w_full, m_full = _weights(full["directory"])
-    w_res, m_res = _weights(resumed["directory"])
+    w_full, m_full = saved_weights(full["directory"])
+    w_res, m_res = saved_weights(resumed["directory"])
     assert int(m_res.optimizer.iterations) == int(
         m_full.optimizer.iterations) == 3 * steps
     assert int(keras.ops.convert_to_numpy(m_res.train_steps)) == 3 * steps
@@ -282,8 +269,6 @@ def test_zoo_train_runs_a_pretrain_recipe(tmp_path, monkeypatch):
 
 
 # ------------------------------------------------------- every method's run
-NEW_METHODS = ("byol", "simsiam", "barlow_twins", "mocov3", "nnclr",
-               "mocov2plus")
 _METHOD_FLAGS = ["--epochs", "2", "--batch-size", "128", "--width", "8",
                  "--projector-hidden-dim", "32", "--projector-dim", "16",
                  "--monitor-every", "1",
@@ -292,23 +277,40 @@ _METHOD_FLAGS = ["--epochs", "2", "--batch-size", "128", "--width", "8",
                  "--checkpoint-every", "4", "--seed", "0"]
 
 
-@pytest.mark.skipif(keras.backend.backend() != "tensorflow",
-                    reason="the runner's code path is the same on every "
-                    "backend (test_methods.py trains each method on all "
-                    "three); one end-to-end run per method, in the TF pass")
-@pytest.mark.parametrize("method", NEW_METHODS)
-def test_pretrain_cli_runs_every_method(method, tmp_path, capsys):
-    """`adadim pretrain --method M` on digits: run directory, history with
-    the method's terms and the monitor's statistics, kNN evaluation; for
-    NNCLR a killed run resumes to the uninterrupted run's weights and queue
-    (teacher state is restored like any weight: test_methods.py)."""
-    from keras_adadim import presets
-
+def _method_flags(method, queue_size=None):
     flags = ["pretrain", "--method", method, *_METHOD_FLAGS]
     if presets.METHODS[method]["predictor"] == "yes":
         flags += ["--predictor-hidden-dim", "32"]
-    if "queue_size" in presets.METHODS[method]["uses"]:  # NNCLR, MoCo v2+
-        flags += ["--queue-size", "64"]
+    if queue_size is not None:
+        flags += ["--queue-size", str(queue_size)]
+    return flags
+
+
+@pytest.mark.parametrize("method", presets.method_names())
+def test_pretrain_cli_accepts_every_method(method, capsys):
+    """`adadim pretrain --method M` resolves every registered method with
+    its flags and its registry settings. The run itself is one code path
+    for every method (test_methods.py trains each on all three backends;
+    the NNCLR run below goes end to end through the command line)."""
+    assert cli.main([*_method_flags(method), "--print-config"]) == 0
+    config = json.loads(capsys.readouterr().out)
+    assert config["method"] == method
+    for key, value in presets.METHODS[method]["settings"].items():
+        assert config[key] == value, key
+    assert presets.METHODS[method]["reference"]
+
+
+@pytest.mark.skipif(keras.backend.backend() != "tensorflow",
+                    reason="the runner's code path is the same on every "
+                    "backend (test_methods.py trains each method on all "
+                    "three); one end-to-end run, in the TF pass")
+def test_pretrain_cli_runs_a_method_end_to_end_and_resumes(tmp_path):
+    """`adadim pretrain --method nnclr` on digits: run directory, history
+    with the method's terms and the monitor's statistics, kNN evaluation;
+    a killed run resumes to the uninterrupted run's weights and queue
+    (teacher state is restored like any weight: test_methods.py)."""
+    method = "nnclr"  # a queue: the state a resume must restore in order
+    flags = _method_flags(method, queue_size=64)
     full = str(tmp_path / "full")
     assert cli.main([*flags, "--output", full, "--verbose", "0"]) == 0
     config = json.load(open(os.path.join(full, "config.json")))
@@ -323,18 +325,15 @@ def test_pretrain_cli_runs_every_method(method, tmp_path, capsys):
     results = json.load(open(os.path.join(full, "results.json")))
     knn = results["evaluation"]["AdaDim encoder"]["all_labels"]["knn_top1"]
     assert knn > 0.5, results["evaluation"]
-    assert presets.METHODS[method]["reference"]
-    if method != "nnclr":  # one kill/resume: the queue (order and content)
-        return
     killed = str(tmp_path / "killed")
     with pytest.raises(KeyboardInterrupt):
         config = cli.pretrain_config(
             cli.build_parser().parse_args([*flags, "--output", killed]))
         training.pretrain(config, output=killed, verbose=0,
-                          log=lambda *a: None, callbacks=[_Crash(14)])
+                          log=lambda *a: None, callbacks=[KillAfter(14)])
     assert cli.main([*flags, "--output", killed, "--verbose", "0"]) == 0
-    w_full, m_full = _weights(full)
-    w_res, m_res = _weights(killed)
+    w_full, m_full = saved_weights(full)
+    w_res, m_res = saved_weights(killed)
     for a, b in zip(w_full, w_res):
         np.testing.assert_allclose(a, b, rtol=1e-3, atol=1e-4)
     # The method's state (in the weights compared above) by name, too.

@@ -22,6 +22,7 @@ from keras_adadim import cli
 from keras_adadim import config_checks
 from keras_adadim import presets
 from keras_adadim import training
+from simulated_kill import KillAfter  # tests/simulated_kill.py
 
 # ------------------------------------------------------------- settings
 # key -> values the library refuses (as Python values).
@@ -280,22 +281,6 @@ def test_fingerprint_follows_the_content(tmp_path):
         "sha256"] not in (before["sha256"], edited["sha256"])
 
 
-class _Crash:
-    """Raise KeyboardInterrupt after `at` batches (a simulated kill)."""
-
-    def __new__(cls, at):
-        import keras
-
-        class Crash(keras.callbacks.Callback):
-            seen = 0
-
-            def on_train_batch_end(self, batch, logs=None):
-                self.seen += 1
-                if self.seen == at:
-                    raise KeyboardInterrupt("simulated kill")
-
-        return Crash()
-
 
 def test_resume_on_changed_training_data_is_refused(tmp_path):
     """Kill a run on an .npz dataset, replace the file's images (same
@@ -308,7 +293,7 @@ def test_resume_on_changed_training_data_is_refused(tmp_path):
     out = tmp_path / "run"
     with pytest.raises(KeyboardInterrupt):
         training.pretrain(dataset=str(data), output=str(out), verbose=0,
-                          log=lambda *a: None, callbacks=[_Crash(6)],
+                          log=lambda *a: None, callbacks=[KillAfter(6)],
                           **SMALL)
     config = json.loads((out / "config.json").read_text())
     assert config["data_fingerprint"]["kind"] == "arrays"
@@ -343,7 +328,7 @@ def test_cli_resume_on_changed_data_exits_2(tmp_path, capsys):
     out = tmp_path / "run"
     with pytest.raises(KeyboardInterrupt):
         training.pretrain(dataset=str(root), output=str(out), verbose=0,
-                          log=lambda *a: None, callbacks=[_Crash(1)],
+                          log=lambda *a: None, callbacks=[KillAfter(1)],
                           **SMALL)
     Image.fromarray(_images(1, seed=99)[0]).save(root / "a" / "3.png")
     argv = ["pretrain", "--dataset", str(root), "--output", str(out),

@@ -25,6 +25,8 @@ from keras_adadim.data.device_augment import apply_view
 from keras_adadim.data.device_augment import device_augmentations
 from keras_adadim.data.device_augment import sample_view_parameters
 from keras_adadim.models import AdaDimModel
+from simulated_kill import KillAfter  # tests/simulated_kill.py
+from simulated_kill import saved_weights
 
 ASYM2 = SCHEMES["asymmetric"][1]  # every op: crop, jitter, gray, blur, solar
 SHAPE = (16, 16, 3)
@@ -298,22 +300,6 @@ TINY = dict(epochs=2, batch_size=256, width=8, projector_hidden_dim=32,
             augmentation="asymmetric", augment_on="device")
 
 
-class _Crash(keras.callbacks.Callback):
-    def __init__(self, at):
-        super().__init__()
-        self.at, self.seen = at, 0
-
-    def on_train_batch_end(self, batch, logs=None):
-        self.seen += 1
-        if self.seen == self.at:
-            raise KeyboardInterrupt("simulated kill")
-
-
-def _weights(directory):
-    model = keras.saving.load_model(str(directory / "model.keras"))
-    return [np.asarray(w) for w in model.get_weights()], model
-
-
 @pytest.mark.skipif(keras.backend.backend() != "tensorflow",
                     reason="the runner's code path is the same on every "
                     "backend (the compiled step above runs on all three); "
@@ -329,12 +315,12 @@ def test_pretrain_on_device_end_to_end_and_exact_resume(tmp_path):
     # seed-generator states are in the checkpoint), so the weights match.
     with pytest.raises(KeyboardInterrupt):
         training.pretrain(output=str(tmp_path / "killed"), **quiet,
-                          callbacks=[_Crash(8)], **TINY)
+                          callbacks=[KillAfter(8)], **TINY)
     resumed = training.pretrain(output=str(tmp_path / "killed"), **quiet,
                                 **TINY)
     assert resumed["resumed_from"] == (1, 2)
-    w_full, m_full = _weights(tmp_path / "full")
-    w_res, m_res = _weights(tmp_path / "killed")
+    w_full, m_full = saved_weights(tmp_path / "full")
+    w_res, m_res = saved_weights(tmp_path / "killed")
     assert [type(a) for a in m_res.augmentation] == [DeviceAugmentation] * 2
     for a, b in zip(m_full.augmentation, m_res.augmentation):
         np.testing.assert_array_equal(_np(a.seed_generator.state),

@@ -16,6 +16,7 @@ import reference_numpy as ref
 from keras_adadim.methods import get_method
 from keras_adadim.models.small_cnn import mlp_projector
 from keras_adadim.models.small_cnn import small_cnn_encoder
+from simulated_kill import KillAfter  # tests/simulated_kill.py
 
 B = 16
 
@@ -283,17 +284,6 @@ def test_cli_accepts_the_method(method):
                      "--print-config"]) == 2
 
 
-class _Kill(keras.callbacks.Callback):
-    def __init__(self, at):
-        super().__init__()
-        self.at, self.seen = at, 0
-
-    def on_train_batch_end(self, batch, logs=None):
-        self.seen += 1
-        if self.seen == self.at:
-            raise KeyboardInterrupt("simulated kill")
-
-
 @pytest.mark.skipif(keras.backend.backend() != "tensorflow",
                     reason="the runner's code path is the same on every backend; "
                     "one end-to-end run, in the TF pass")
@@ -319,7 +309,7 @@ def test_deepclusterv2_cli_run_resumes_with_its_prototypes(tmp_path):
     with pytest.raises(KeyboardInterrupt):  # epoch 1, step 3; checkpoint at step 2
         config = cli.pretrain_config(cli.build_parser().parse_args([*flags, "--output", killed]))
         training.pretrain(config, output=killed, verbose=0, log=lambda *a: None,
-                          callbacks=[_Kill(8)])
+                          callbacks=[KillAfter(8)])
     assert cli.main([*flags, "--output", killed, "--verbose", "0"]) == 0
     models = [keras.saving.load_model(os.path.join(d, "model.keras")) for d in (full, killed)]
     assert int(np_(models[0].method.epoch)) == 1
