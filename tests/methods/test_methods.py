@@ -457,7 +457,14 @@ def test_teacher_variables_stay_out_of_the_optimizer_with_the_kept_set():
     assert not np.allclose(np_(teacher.encoder.weights[0]), np_(model.encoder.weights[0]))
 
 
-@pytest.mark.parametrize("name", list(CASES))
+# On PyTorch every method's step runs eagerly, so each is checked for host
+# reads; on TF and JAX a read cannot happen in the compiled step, and the
+# retrace check matters where Python reads a changing setting (alpha).
+STEP_CASES = (list(CASES) if keras.backend.backend() == "torch"
+              else ["adadim", "adadim+momentum"])
+
+
+@pytest.mark.parametrize("name", STEP_CASES)
 def test_training_step_reads_nothing_on_the_host(name, views):
     """No host sync in the training step of any method: on PyTorch (eager)
     no tensor is read by Python during `train_function` (it would stall a
