@@ -1,10 +1,12 @@
-"""Input pipelines: ``tf.data`` datasets of two views that ``fit`` consumes on
-every backend, dataset loaders (digits, TensorFlow Datasets, folders,
+"""Input pipelines: ``tf.data`` datasets of two views (or N: multi-crop)
+that ``fit`` consumes on every backend, dataset loaders (digits, TensorFlow Datasets, folders,
 MedMNIST ``.npz``, arrays) and the paper's augmentation schemes."""
 
 from keras_adadim.data.augment import SCHEMES
 from keras_adadim.data.augment import ViewSpec
 from keras_adadim.data.augment import make_augmentation
+from keras_adadim.data.augment import make_views
+from keras_adadim.data.augment import multi_crop
 from keras_adadim.data.augment import save_sample_views
 from keras_adadim.data.datasets import KNOWN_DATASETS
 from keras_adadim.data.datasets import ImageDataset
@@ -32,6 +34,8 @@ __all__ = [
     "load_dataset",
     "load_digits",
     "make_augmentation",
+    "make_views",
+    "multi_crop",
     "pretraining_dataset",
     "resolve_scheme",
     "save_sample_views",

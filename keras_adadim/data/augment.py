@@ -58,6 +58,24 @@ horizontal flip       0.5        0.5        0.5        0.5        0.5
   Its views are clipped to [-0.5, 1.5], not [0, 1], as the shipped digits
   model was trained.
 
+**Multi-crop** (``multi_crop``; ``pretraining_dataset(..., local_crops=k)``):
+the scheme's two views become the two *global* crops, at ``image_size``
+with crop scale (0.14, 1.0), plus k *local* crops at a smaller size
+(``local_crop_size``: 3/7 of ``image_size``, 96 px at 224, 14 px at 32)
+with crop scale (0.05, 0.14), one tuple of ``ViewSpec``. Sources: SwAV
+(Caron et al., 2020, Sec. 3.2 and Appendix A.1: 2x224 px crops at scale
+(0.14, 1) + 6x96 px at (0.05, 0.14); also mmselfsup's
+``swav_mcrop-2-6_sz224_96`` configuration); DINO (Caron et al., 2021,
+Sec. 3.1; its ``main_dino.py``: 2x224 px at (0.4, 1) + 8x96 px at
+(0.05, 0.4), local crops with flip, colour jitter and grayscale as the
+global ones, blur p = 0.5 and no solarisation). SwAV's split at 0.14 is
+the default; ``multi_crop(..., global_scale=(0.4, 1.0),
+local_scale=(0.05, 0.4))`` gives DINO's. The local views take the
+scheme's view-1 ops with DINO's local blur (p <= 0.5) and no
+solarisation. solo-learn's CIFAR configurations (``swav.yaml`` with
+``symmetric.yaml``, ``dino.yaml`` with ``asymmetric.yaml``) train on two
+32 px crops; multi-crop is off by default here too.
+
 Grayscale inputs (``channels=1``): saturation, hue and the grayscale op are
 skipped (they are no-ops on a gray image); brightness and contrast stay.
 
@@ -89,7 +107,8 @@ SCHEME_NAMES = ("asymmetric", "ressl", "symmetric", "digits")
 @dataclasses.dataclass(frozen=True)
 class ViewSpec:
     """The random ops of one view and their probabilities (see the module
-    docstring for what each does)."""
+    docstring for what each does), and its side ``size`` in pixels (None:
+    the pipeline's ``image_size``; multi-crop's local views are smaller)."""
 
     crop: bool = True
     crop_scale: tuple = (0.08, 1.0)
@@ -105,6 +124,7 @@ class ViewSpec:
     solarize_p: float = 0.0
     solarize_threshold: float = 0.5
     flip_p: float = 0.5
+    size: object = None
 
 
 # BYOL's colour jitter, used by both of the paper's schemes (Table 11).
@@ -217,17 +237,124 @@ def _check_size(image_size, channels):
     return int(image_size), int(channels)
 
 
+# Multi-crop (module docstring): SwAV's global / local crop scales.
+GLOBAL_CROP_SCALE = (0.14, 1.0)
+LOCAL_CROP_SCALE = (0.05, 0.14)
+# Local crop side / global side: SwAV's and DINO's 96 px at 224 px.
+LOCAL_SIZE_RATIO = 3.0 / 7.0
+
+
+def local_crop_size(image_size):
+    """The default side of multi-crop's local views: 3/7 of
+    ``image_size`` (96 at 224, 41 at 96, 14 at 32), at least 2."""
+    return max(2, int(round(int(image_size) * LOCAL_SIZE_RATIO)))
+
+
+def multi_crop(scheme, local_crops, image_size=None, local_size=None,
+               global_scale=GLOBAL_CROP_SCALE, local_scale=LOCAL_CROP_SCALE):
+    """The multi-crop views of a scheme as one tuple of ``2 + local_crops``
+    ``ViewSpec``: its two views as the global crops (crop scale
+    ``global_scale``, side: the pipeline's ``image_size``), then
+    ``local_crops`` local crops (crop scale ``local_scale``, side
+    ``local_size``, default ``local_crop_size(image_size)``; view 1's ops
+    with blur p <= 0.5 and no solarisation, DINO's local transformation).
+    Sources in the module docstring.
+
+    Args:
+        scheme: a scheme name of ``SCHEMES`` or a pair of ``ViewSpec``.
+        local_crops: k >= 1.
+        image_size: the global views' side (needed for the default
+            ``local_size``).
+        local_size: the local views' side.
+        global_scale, local_scale: crop scales (fractions of the area).
+    """
+    local_crops = int(local_crops)
+    if local_crops < 1:
+        raise ValueError(f"`local_crops` must be >= 1; got {local_crops}.")
+    specs = _scheme_specs(scheme)
+    if local_size is None:
+        if image_size is None:
+            raise ValueError(
+                "multi_crop needs `image_size` (or `local_size`) to size the "
+                "local crops.")
+        local_size = local_crop_size(image_size)
+    local_size = int(local_size)
+    if local_size < 2 or (image_size is not None
+                          and local_size > int(image_size)):
+        raise ValueError(
+            f"The local crops' size (local_crop_size, --local-crop-size) "
+            f"must be in 2..{image_size if image_size else 'image_size'} "
+            f"(smaller than the global views); got {local_size}.")
+    glob = tuple(dataclasses.replace(s, crop=True,
+                                     crop_scale=tuple(global_scale))
+                 for s in specs)
+    local = dataclasses.replace(
+        specs[0], crop=True, crop_scale=tuple(local_scale), size=local_size,
+        blur_p=min(specs[0].blur_p, 0.5), solarize_p=0.0)
+    return glob + (local,) * local_crops
+
+
+def _scheme_specs(scheme):
+    """The pair of ``ViewSpec`` of a scheme name or a pair; anything else
+    (``"digits"``, callables) raises, naming the fix."""
+    if isinstance(scheme, (tuple, list)) and len(scheme) == 2 and all(
+            isinstance(s, ViewSpec) for s in scheme):
+        return tuple(scheme)
+    key = scheme.lower().replace("-", "_") if isinstance(scheme, str) \
+        else None
+    if key in SCHEMES:
+        return SCHEMES[key]
+    raise ValueError(
+        f"Multi-crop (local_crops, --local-crops) needs a scheme of random "
+        f"resized crops ({', '.join(SCHEMES)}) or a pair of ViewSpec; got "
+        f"{scheme!r}. The 'digits' scheme makes no crops (8x8 images): "
+        "pass --augmentation asymmetric (augmentation='asymmetric'), or "
+        "--local-crops 0.")
+
+
+def make_views(scheme, image_size, channels=3, local_crops=0,
+               local_crop_size=None):
+    """The tuple of per-view augmentations ``fn(image, seed) -> view`` of a
+    pipeline: ``make_augmentation``'s pair; N of them for a tuple of N
+    ``ViewSpec`` (each at its ``size``, else ``image_size``) or N callables;
+    with ``local_crops`` = k > 0 the ``2 + k`` of ``multi_crop(scheme, k,
+    image_size, local_crop_size)``."""
+    if local_crops:
+        scheme = multi_crop(scheme, local_crops, image_size, local_crop_size)
+    elif local_crop_size is not None:
+        raise ValueError(
+            f"local_crop_size={local_crop_size} (--local-crop-size) without "
+            "local crops: pass local_crops=k (--local-crops K) too, or drop "
+            "it.")
+    if isinstance(scheme, (tuple, list)) and len(scheme) != 2:
+        if len(scheme) < 2:
+            raise ValueError(
+                f"A tuple of views needs at least two; got {len(scheme)}.")
+        if all(isinstance(s, ViewSpec) for s in scheme):
+            image_size, channels = _check_size(image_size, channels)
+            return tuple(view_augmentation(s, image_size, channels)
+                         for s in scheme)
+        if all(callable(s) for s in scheme):
+            return tuple(scheme)
+        raise TypeError(
+            "A tuple of views must hold callables or ViewSpec; got "
+            f"{[type(s).__name__ for s in scheme]}.")
+    return tuple(make_augmentation(scheme, image_size, channels))
+
+
 def view_augmentation(spec, image_size, channels=3):
     """One view's augmentation ``fn(image, seed) -> view`` from a
     ``ViewSpec``. Ops with probability 0 are left out of the graph.
 
-    The function is a ``tf.function``, cached per ``(spec, image_size,
-    channels)``: every pipeline of a process that uses it shares one
-    trace (tracing it costs about a second; running it well under a
-    millisecond per image)."""
-    image_size, channels = _check_size(image_size, channels)
+    The view's side is ``spec.size``, else ``image_size``. The function is
+    a ``tf.function``, cached per ``(spec, image_size, channels)``: every
+    pipeline of a process that uses it shares one trace (tracing it costs
+    about a second; running it well under a millisecond per image)."""
     if not isinstance(spec, ViewSpec):
         raise TypeError(f"`spec` must be a ViewSpec; got {spec!r}.")
+    if spec.size is not None:  # the view's own size wins
+        image_size = spec.size
+    image_size, channels = _check_size(image_size, channels)
     return _view_augmentation(spec, image_size, channels)
 
 
@@ -554,9 +681,10 @@ def solarize(x, threshold=0.5):
 
 
 def save_sample_views(data, path, scheme="auto", image_size=None, n=8,
-                      seed=0):
+                      seed=0, local_crops=0, local_crop_size=None):
     """Write a PNG grid of ``n`` images: originals, view 1 and view 2 (one
-    row each, labelled), as the pre-training pipeline makes them.
+    row each, labelled), and with multi-crop every local view too (a row
+    each, at its own size), as the pre-training pipeline makes them.
 
     Args:
         data: an ``ImageDataset`` (``load_dataset`` / ``from_arrays``) or an
@@ -567,6 +695,8 @@ def save_sample_views(data, path, scheme="auto", image_size=None, n=8,
         image_size: view size (``None``: the images' own size).
         n: number of images (the first ``n`` of the split).
         seed: augmentation seed.
+        local_crops, local_crop_size: multi-crop's local views (as
+            ``pretraining_dataset``'s).
 
     Returns:
         ``path``.
@@ -581,30 +711,37 @@ def save_sample_views(data, path, scheme="auto", image_size=None, n=8,
     import numpy as np
     import tensorflow as tf
 
-    from keras_adadim.data import datasets as _ds
+    from keras_adadim.data import pipeline
+    from keras_adadim.data.sources.arrays import from_arrays
+    from keras_adadim.data.sources.common import ImageDataset
 
-    if not isinstance(data, _ds.ImageDataset):
-        data = _ds.from_arrays(np.asarray(data))
-    image_size = _ds._resolve_image_size(data, image_size)
-    scheme = _ds._resolve_scheme(data, scheme)
-    f1, f2 = make_augmentation(scheme, image_size, data.image_shape[-1])
-    originals, labels = _ds.to_numpy(data, max_examples=n)
+    if not isinstance(data, ImageDataset):
+        data = from_arrays(np.asarray(data))
+    image_size = pipeline.resolve_image_size(data, image_size)
+    scheme = pipeline.resolve_scheme(data, scheme)
+    fns = make_views(scheme, image_size, data.image_shape[-1],
+                     local_crops=int(local_crops or 0),
+                     local_crop_size=local_crop_size)
+    originals, labels = pipeline.to_numpy(data, max_examples=n)
     n = len(originals)
     if n == 0:
         raise ValueError(f"{data.name!r} has no images to show.")
-    views = [[], []]
+    views = [[] for _ in fns]
     for i in range(n):
+        # As many seeds as views; the first two are the two-view ones.
         s = tf.random.experimental.stateless_split(
-            tf.constant([seed, i], tf.int64), 2
+            tf.constant([seed, i], tf.int64), max(2, len(fns))
         )
         x = tf.constant(originals[i])
-        views[0].append(np.asarray(f1(x, s[0])))
-        views[1].append(np.asarray(f2(x, s[1])))
-    rows = [list(originals), views[0], views[1]]
-    titles = ["original", "view 1", "view 2"]
-    fig = Figure(figsize=(1.4 * n + 1.0, 4.6))
-    axes = fig.subplots(3, n, squeeze=False)
-    for r in range(3):
+        for j, fn in enumerate(fns):
+            views[j].append(np.asarray(fn(x, s[j])))
+    rows = [list(originals), *views]
+    titles = ["original", "view 1", "view 2"] + [
+        f"local {j} ({views[j + 1][0].shape[0]} px)"
+        for j in range(1, len(fns) - 1)]
+    fig = Figure(figsize=(1.4 * n + 1.0, 1.5 * len(rows) + 0.1))
+    axes = fig.subplots(len(rows), n, squeeze=False)
+    for r in range(len(rows)):
         for c in range(n):
             ax = axes[r][c]
             img = np.clip(rows[r][c], 0.0, 1.0)
@@ -623,7 +760,8 @@ def save_sample_views(data, path, scheme="auto", image_size=None, n=8,
                 )
                 ax.set_title(name, fontsize=8)
     name = scheme if isinstance(scheme, str) else "custom"
-    fig.suptitle(f"{data.name}: {name} views at {image_size} px")
+    crops = (f" + {len(fns) - 2} local crops" if len(fns) > 2 else "")
+    fig.suptitle(f"{data.name}: {name} views at {image_size} px{crops}")
     fig.savefig(path, dpi=100)
     return path
 
@@ -635,7 +773,10 @@ __all__ = [
     "blur_kernel_size",
     "crop_box",
     "jitter_ops",
+    "local_crop_size",
     "make_augmentation",
+    "make_views",
+    "multi_crop",
     "random_resized_crop",
     "save_sample_views",
     "view_augmentation",

@@ -10,7 +10,7 @@ import tensorflow as tf
 import tensorflow_datasets as tfds
 from PIL import Image
 
-from keras_adadim.data import datasets as datasets_module
+from keras_adadim.data.sources import common as sources_common
 
 from keras_adadim.data import ImageDataset
 from keras_adadim.data import evaluation_dataset
@@ -258,7 +258,7 @@ def test_tfds_pipeline_resumes_and_covers_each_image_once(
     """Small splits are read into memory; large ones are streamed (forced
     here with MAX_IN_MEMORY_BYTES = 0): both resume bit-identically."""
     if not in_memory:
-        monkeypatch.setattr(datasets_module, "MAX_IN_MEMORY_BYTES", 0)
+        monkeypatch.setattr(sources_common, "MAX_IN_MEMORY_BYTES", 0)
     data = load_dataset("adadim_tiny_images", data_dir=str(tfds_dir))
     spe = steps_per_epoch(data, 8)
     assert spe == 5

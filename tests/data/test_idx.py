@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 from idx_bytes import idx_bytes as _idx_bytes  # tests/idx_bytes.py
 
-from keras_adadim.data import datasets as datasets_module
+from keras_adadim.data import resolve_scheme
+from keras_adadim.data.sources import tfds as tfds_source
 from keras_adadim.data import idx
 from keras_adadim.data import load_dataset
 from keras_adadim.data import pretraining_dataset
@@ -253,7 +254,7 @@ def test_emnist_names_prefixes_and_orientation(tmp_path):
 def test_pretraining_views_of_a_28px_gray_idx_set(tmp_path):
     _mnist_folder(tmp_path / "d", n_train=8, h=28, w=28)
     data = load_dataset(str(tmp_path / "d"))
-    assert datasets_module._resolve_scheme(data, "auto") == "asymmetric"
+    assert resolve_scheme(data, "auto") == "asymmetric"
     (x1, x2), y = next(iter(pretraining_dataset(data, batch_size=4)))
     assert tuple(x1.shape) == (4, 28, 28, 1) == tuple(x2.shape)
     assert y.shape == (4,)
@@ -324,7 +325,7 @@ def test_fashion_mnist_failed_download_gives_both_ways(tmp_path, system_dir,
         except OSError as e:
             raise FileNotFoundError("not prepared") from e
 
-    monkeypatch.setattr(datasets_module, "_load_tfds", no_network)
+    monkeypatch.setattr(tfds_source, "load_tfds", no_network)
     with pytest.raises(FileNotFoundError) as err:
         load_dataset("fashion_mnist", data_dir=str(tmp_path / "tfds"))
     msg = str(err.value)
@@ -347,7 +348,7 @@ def test_prepared_tensorflow_datasets_copy_comes_first(tmp_path, system_dir,
     (variant / "features.json").write_text("{}")
     calls = []
     monkeypatch.setattr(
-        datasets_module, "_load_tfds",
+        tfds_source, "load_tfds",
         lambda *args, **kw: calls.append((args, kw)) or "from tfds",
     )
     assert load_dataset("fashion_mnist", data_dir=str(tfds_dir)) == \
