@@ -321,6 +321,11 @@ _PRETRAIN_FLAGS = [
      "(inside the compiled step, every sample its own parameters; not the "
      "digits scheme, one device) or auto (device when the backend has an "
      "accelerator)"),
+    ("--local-crops", "local_crops", _setting("local_crops"),
+     "multi-crop: K small local views besides the two global ones "
+     "(SwAV, DINO; host views; 0: off)"),
+    ("--local-crop-size", "local_crop_size", _setting("local_crop_size"),
+     "side of the local views (px; default 3/7 of --image-size)"),
     ("--epochs", "epochs", _setting("epochs"), "training epochs"),
     ("--batch-size", "batch_size", _setting("batch_size"),
      "images per view per step"),

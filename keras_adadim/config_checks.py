@@ -52,6 +52,8 @@ OPTIMIZER_NAMES = ("lars", "sgd", "adamw")  # optimizers.OPTIMIZER_NAMES
 AUGMENTATION_NAMES = ("auto", "asymmetric", "ressl", "symmetric",
                       "digits")  # "auto" + data.augment.SCHEME_NAMES
 AUGMENT_ON_NAMES = ("host", "device", "auto")  # where the views are made
+# The methods that train on multi-crop's local views (their `multi_crop`).
+MULTI_CROP_METHODS = ("swav", "dino")
 SCHEDULE_NAMES = ("constant", "cosine")
 EVAL_NAMES = ("none", "linear", "knn", "all")
 ALPHA_SCHEDULES = ("adaptive", "cosine", "linear")
@@ -86,6 +88,8 @@ RULES = {
     "alpha_batches": Rule(_INT, 1),
     "augmentation": Rule("choice", choices=AUGMENTATION_NAMES),
     "augment_on": Rule("choice", choices=AUGMENT_ON_NAMES),
+    "local_crops": Rule(_INT, 0),
+    "local_crop_size": Rule(_INT, 2, nullable=True),
     "epochs": Rule(_INT, 1),
     "batch_size": Rule(_INT, 2),  # the losses need batch statistics
     "optimizer": Rule("choice", choices=OPTIMIZER_NAMES),

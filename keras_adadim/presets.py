@@ -62,6 +62,10 @@ DEFAULTS = {
     # step, keras_adadim.data.device_augment) or auto (device when the
     # backend has an accelerator and the scheme has a device version).
     "augment_on": "host",
+    # Multi-crop (SwAV, DINO): local views besides the two global ones,
+    # and their side (None: 3/7 of image_size); 0: two views.
+    "local_crops": 0,
+    "local_crop_size": None,
     "epochs": 60,
     "batch_size": 128,
     "optimizer": "adamw",

@@ -228,6 +228,7 @@ def configure(config=None, overrides=None):
                                if v is not None}}
     config = presets_lib.validate(dict(config))
     config["augment_on"] = _augment_on(config)
+    _check_multi_crop(config)
     devices = int(config.get("devices") or 1)
     if int(config["batch_size"]) % devices:
         raise ValueError(
@@ -242,14 +243,12 @@ def _augment_on(config):
     accelerator and the scheme a device version, else host; recorded so
     that a resume makes its views where the run did) and checked."""
     setting = config.get("augment_on") or "host"
-    scheme = config["augmentation"]
-    if scheme == "auto":  # as data.resolve_scheme, before the data loads
-        digits = str(config["dataset"]).lower() == "digits"
-        scheme = "digits" if digits else "asymmetric"
+    scheme = _scheme_of(config)
     if setting == "auto":
         from keras_adadim import _backend
 
-        setting = ("device" if scheme != "digits"
+        # Multi-crop's local views are made on the host only.
+        setting = ("device" if scheme != "digits" and not _local_crops(config)
                    and _backend.has_accelerator() else "host")
     if setting == "device" and scheme == "digits":
         raise ValueError(
@@ -265,6 +264,65 @@ def _augment_on(config):
             f"{config['devices']}: device augmentation runs on one device. "
             "Pass --augment-on host for a multi-device run, or --devices 1.")
     return setting
+
+
+def _scheme_of(config):
+    """The augmentation scheme, ``auto`` resolved as
+    ``data.resolve_scheme`` does, before the data loads."""
+    scheme = config["augmentation"]
+    if scheme == "auto":
+        digits = str(config["dataset"]).lower() == "digits"
+        scheme = "digits" if digits else "asymmetric"
+    return scheme
+
+
+def _local_crops(config):
+    return int(config.get("local_crops") or 0)
+
+
+def _check_multi_crop(config):
+    """Refuse multi-crop (``local_crops`` > 0) where it cannot work, before
+    any data is loaded: a method without local crops, device views, a
+    scheme without crops, a backbone of one input size."""
+    from keras_adadim.config_checks import MULTI_CROP_METHODS
+
+    k = _local_crops(config)
+    if not k:
+        if config.get("local_crop_size") is not None:
+            raise ValueError(
+                f"`local_crop_size`={config['local_crop_size']} "
+                "(--local-crop-size) without local crops: pass "
+                "--local-crops K (local_crops=K) too, or drop it.")
+        return
+    if config["method"] not in MULTI_CROP_METHODS:
+        raise ValueError(
+            f"`local_crops`={k} (--local-crops {k}) with method "
+            f"{config['method']!r}, which trains on two views only. Pass "
+            "--local-crops 0, or a multi-crop method (--method "
+            f"{' / '.join(MULTI_CROP_METHODS)}).")
+    if config["augment_on"] == "device":
+        raise ValueError(
+            f"`local_crops`={k} (--local-crops {k}) with `augment_on`="
+            "'device' (--augment-on device): the device path makes two "
+            "views of one size. Pass --augment-on host (multi-crop views "
+            "are made in tf.data), or --local-crops 0.")
+    if _scheme_of(config) == "digits":
+        raise ValueError(
+            f"`local_crops`={k} (--local-crops {k}) with the 'digits' "
+            "scheme, which makes no crops (8x8 images). Pass --augmentation "
+            "asymmetric (or ressl, symmetric), or --local-crops 0.")
+    if str(config["backbone"]).startswith("vit"):
+        raise ValueError(
+            f"`local_crops`={k} (--local-crops {k}) with backbone "
+            f"{config['backbone']!r}, whose position embeddings fix one "
+            "input size. Pass a ResNet or small_cnn backbone (--backbone), "
+            "or --local-crops 0.")
+    size, local = config.get("image_size"), config.get("local_crop_size")
+    if size is not None and local is not None and int(local) > int(size):
+        raise ValueError(
+            f"`local_crop_size`={local} (--local-crop-size) is larger than "
+            f"the global views' `image_size`={size}: local crops are the "
+            "small ones. Pass a smaller --local-crop-size.")
 
 
 @dataclasses.dataclass
@@ -286,6 +344,8 @@ class PreparedData:
     augmentation: str
     seed: int
     augment_on: str = "host"  # "device": the stream holds plain images
+    local_crops: int = 0  # multi-crop: local views besides the two
+    local_crop_size: object = None  # their side (None: 3/7 of image_size)
 
     def stream(self, epoch, step=0):
         from keras_adadim import data as data_lib
@@ -295,6 +355,8 @@ class PreparedData:
             image_size=self.image_size, batch_size=self.batch_size,
             seed=self.seed, with_labels=self.labelled, epoch=epoch,
             step=step, augment_on=self.augment_on,
+            local_crops=self.local_crops,
+            local_crop_size=self.local_crop_size,
         )
 
     def device_augmentation(self):
@@ -363,6 +425,8 @@ def prepare_data(config, log=print):
         fingerprint=data_lib.fingerprint(train),
         augmentation=config["augmentation"], seed=int(config["seed"]),
         augment_on=config.get("augment_on", "host"),
+        local_crops=_local_crops(config),
+        local_crop_size=config.get("local_crop_size"),
     )
 
 
@@ -440,9 +504,11 @@ def _devices(config, log):
 def build_training(config, data):
     """Step 3: the model (built on the first batch) with its optimizer, and
     a copy of the untrained encoder (the random-init baseline)."""
+    # Multi-crop: the encoder takes the global and the local views' sizes.
+    side = None if data.local_crops else data.image_size
     model = build_model(
         config, num_classes=data.train.num_classes if data.labelled else None,
-        image_shape=(data.image_size, data.image_size, data.channels),
+        image_shape=(side, side, data.channels),
         augmentation=data.device_augmentation(),
     )
     random_encoder = keras.models.clone_model(model.encoder)
@@ -550,7 +616,8 @@ def start_session(run, config, model, data, verbose, callbacks, log):
             data_lib.save_sample_views(
                 data.train, run.file(rd.SAMPLE_VIEWS),
                 scheme=config["augmentation"], image_size=data.image_size,
-                seed=int(config["seed"]),
+                seed=int(config["seed"]), local_crops=data.local_crops,
+                local_crop_size=data.local_crop_size,
             )
         except ImportError:
             log("install matplotlib to save sample views")
@@ -675,6 +742,12 @@ def pretrain(config=None, output=None, resume=True, verbose=1,
         run.unlock(failed=failed)
 
 
+# Settings added after runs were first recorded, with the value such runs
+# had (their absence from an old config.json means that value).
+_ADDED_LATER = {"augment_on": "host", "local_crops": 0,
+                "local_crop_size": None}
+
+
 def _pretrain_locked(config, run, resume, verbose, callbacks, log):
     """``pretrain`` once the run directory is locked: the steps."""
     if run.has_run():
@@ -684,10 +757,11 @@ def _pretrain_locked(config, run, resume, verbose, callbacks, log):
                 "directory (or resume=True to continue it)."
             )
         saved = run.read_config()
-        run.check_settings(
-            config if "augment_on" in saved or config["augment_on"] != "host"
-            # Runs recorded before augment_on existed made host views.
-            else {k: v for k, v in config.items() if k != "augment_on"})
+        # Runs recorded before a setting existed ran with its default
+        # (host views, two views): compared as if it had been recorded.
+        run.check_settings({k: v for k, v in config.items()
+                            if k in saved or k not in _ADDED_LATER
+                            or v != _ADDED_LATER[k]})
         if run.is_finished():
             done = run.read()
             log(f"{run.path} is a finished run; its results:")

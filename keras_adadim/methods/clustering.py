@@ -64,6 +64,24 @@ class Prototypes(keras.layers.Layer):
                 "seed": self.seed}
 
 
+def crop_rows(rows, prefix):
+    """The rows ``prefix1, prefix2, ...`` of every crop a step has, in
+    order: two views, or 2 global + k local crops (multi-crop)."""
+    out, i = [], 1
+    while f"{prefix}{i}" in rows:
+        out.append(rows[f"{prefix}{i}"])
+        i += 1
+    return out
+
+
+def local_crop_embeddings(views, encoder, projector, training):
+    """The embeddings z of multi-crop's local views (``views[2:]``), one
+    (b, F) matrix per crop, each crop through the networks on its own
+    (solo-learn's per-crop forward)."""
+    return [projector(encoder(x, training=training), training=training)
+            for x in views[2:]]
+
+
 def epoch_variable(layer):
     """A saved int32 scalar on ``layer`` holding the epoch of the last
     ``on_epoch_begin`` (-1 before the first), read by epoch-based schedules

@@ -7,6 +7,8 @@ from keras_adadim.losses.dino import dino_loss
 from keras_adadim.methods import base
 from keras_adadim.methods.clustering import Prototypes
 from keras_adadim.methods.clustering import before_epoch
+from keras_adadim.methods.clustering import crop_rows
+from keras_adadim.methods.clustering import local_crop_embeddings
 from keras_adadim.methods.clustering import epoch_variable
 from keras_adadim.methods.clustering import epochs_done
 from keras_adadim.methods.components import EMATeacher
@@ -42,6 +44,13 @@ class DINO(base.Method):
     from ``fit`` (``Method.on_epoch_begin``); outside ``fit`` it counts as
     0. Logged: ``dino``, ``momentum``, ``teacher_temperature``.
 
+    **Multi-crop** (``multi_crop``; ``keras_adadim.data.multi_crop``): with
+    views ``(x1, x2, l1, ..., lk)`` the student sees every crop (logits
+    ``s1 ... s(2+k)``), the teacher the two global ones only, and the loss
+    averages over every (teacher crop, other student crop) pair (DINO,
+    Algorithm 1 and Sec. 3.1; ``DINOLoss`` of facebookresearch/dino); the
+    centre is the mean of the teacher's global-crop outputs.
+
     Args:
         num_prototypes: K, the head's outputs.
         student_temperature: T_s.
@@ -60,6 +69,7 @@ class DINO(base.Method):
     log_names = ("momentum", "teacher_temperature")
     needs_planned_steps = True
     has_targets = True
+    multi_crop = True  # takes local crops beyond its two views
 
     def __init__(self, num_prototypes=4096, student_temperature=0.1,
                  teacher_temperature=0.07, warmup_teacher_temperature=0.04,
@@ -119,6 +129,10 @@ class DINO(base.Method):
         gate = 1.0 - before_epoch(self.epoch, self.freeze_last_layer_epochs)
         for i in (1, 2):
             rows[f"s{i}"] = self.head(rows[f"z{i}"], gate=gate)
+        # Multi-crop: the student's logits of the local crops.
+        zs = local_crop_embeddings(views, encoder, projector, training)
+        for i, z in enumerate(zs, start=3):
+            rows[f"s{i}"] = self.head(z, gate=gate)
         return rows
 
     def ensure_built(self, rows, views):
@@ -140,7 +154,7 @@ class DINO(base.Method):
 
     def loss_terms(self, rows, step=None):
         return {"dino": dino_loss(
-            [rows["s1"], rows["s2"]], [rows["t1"], rows["t2"]], self.center,
+            crop_rows(rows, "s"), [rows["t1"], rows["t2"]], self.center,
             self.student_temperature, self.teacher_temperature_now())}
 
     def logs(self, step):

@@ -8,6 +8,8 @@ from keras_adadim.losses.swav import swav_loss
 from keras_adadim.methods import base
 from keras_adadim.methods.clustering import Prototypes
 from keras_adadim.methods.clustering import before_epoch
+from keras_adadim.methods.clustering import crop_rows
+from keras_adadim.methods.clustering import local_crop_embeddings
 from keras_adadim.methods.clustering import epoch_variable
 from keras_adadim.methods.clustering import epochs_done
 from keras_adadim.methods.components import FeatureQueue
@@ -43,6 +45,13 @@ class SwAV(base.Method):
     ``fit`` (``Method.on_epoch_begin``); outside ``fit`` it counts as 0.
     Logged term: ``swav``.
 
+    **Multi-crop** (``multi_crop``; ``keras_adadim.data.multi_crop``): with
+    views ``(x1, x2, l1, ..., lk)`` the local crops' scores ``s3 ...`` join
+    the swapped prediction (each global crop's codes are predicted from
+    every other crop, local ones included), while codes (and the queue)
+    come from the two global crops only (SwAV, Sec. 3.2, "crops_for_assign"
+    [0, 1]; solo-learn's ``swav_loss_func``).
+
     Args:
         num_prototypes: K.
         temperature: T of the predictions' softmax.
@@ -55,6 +64,7 @@ class SwAV(base.Method):
     """
 
     term_names = ("swav",)
+    multi_crop = True  # takes local crops beyond its two views
 
     def __init__(self, num_prototypes=3000, temperature=0.1,
                  sinkhorn_epsilon=0.05, sinkhorn_iterations=3,
@@ -97,6 +107,10 @@ class SwAV(base.Method):
         gate = 1.0 - before_epoch(self.epoch, self.freeze_prototypes_epochs)
         for i in (1, 2):
             rows[f"s{i}"] = self.prototypes(rows[f"z{i}"], gate=gate)
+        # Multi-crop: the local crops' scores (they get no codes).
+        zs = local_crop_embeddings(views, encoder, projector, training)
+        for i, z in enumerate(zs, start=3):
+            rows[f"s{i}"] = self.prototypes(z, gate=gate)
         return rows
 
     def ensure_built(self, rows, views):
@@ -120,9 +134,9 @@ class SwAV(base.Method):
         return ops.where(use, with_queue, sk(scores))
 
     def loss_terms(self, rows, step=None):
-        scores = [rows["s1"], rows["s2"]]
+        scores = crop_rows(rows, "s")  # the global crops first
         queues = self.queues or [None, None]
-        codes = [self.codes(s, q) for s, q in zip(scores, queues)]
+        codes = [self.codes(s, q) for s, q in zip(scores[:2], queues)]
         return {"swav": swav_loss(scores, codes, self.temperature)}
 
     def update_state(self, rows, step, valid):

@@ -13,6 +13,7 @@ from keras import ops
 
 from keras_adadim import distribute
 from keras_adadim._validation import no_value_checks
+from keras_adadim.config_checks import MULTI_CROP_METHODS
 from keras_adadim.methods import Method
 from keras_adadim.methods import Step
 from keras_adadim.methods import get_method
@@ -49,7 +50,11 @@ class AdaDimModel(keras.Model):
     **Views.** Each batch holds the method's views of the same images
     (two for every method here). ``fit`` accepts a tuple of views
     ``(x1, x2)`` (made by the input pipeline, e.g. ``keras_adadim.data``) or
-    a single batch ``x`` that is duplicated. If ``augmentation`` is given
+    a single batch ``x`` that is duplicated. Methods with ``multi_crop``
+    (SwAV, DINO) also take multi-crop batches ``(x1, x2, l1, ..., lk)``:
+    two global views of one size and k local views of another (smaller)
+    one; the encoder must then accept both sizes (an input shape of
+    ``(None, None, C)``). If ``augmentation`` is given
     (one layer, applied independently to each view, or one layer per view)
     it runs inside the compiled step. Batches may carry integer labels,
     ``((x1, x2), y)``: they train the online linear probe (``num_classes``)
@@ -256,12 +261,7 @@ class AdaDimModel(keras.Model):
                 f"a dict (keys {sorted(inputs)})."
             )
         if isinstance(inputs, (list, tuple)):
-            if len(inputs) != n:
-                raise ValueError(
-                    f"Method {self.method.name!r} trains on {n} views; got a "
-                    f"sequence of {len(inputs)} tensors. Yield `((x1, x2), y)` "
-                    "or `(x1, x2)` from your pipeline."
-                )
+            self._check_view_count(len(inputs))
             views = list(inputs)
         else:
             views = [inputs] * n
@@ -278,14 +278,7 @@ class AdaDimModel(keras.Model):
         views = [ops.convert_to_tensor(x) for x in views]
         for i, x in enumerate(views, start=1):
             _check_images(x, f"x{i}", self._expected_rank())
-        for i, x in enumerate(views[1:], start=2):
-            if tuple(x.shape) != tuple(views[0].shape):
-                raise ValueError(
-                    f"The views must have the same shape; got "
-                    f"{tuple(views[0].shape)} (x1) and {tuple(x.shape)} (x{i}). "
-                    "Crop or resize every view to the same size in the "
-                    "input pipeline."
-                )
+        _check_view_shapes(views)
         b = views[0].shape[0]
         if b is not None and b < 2:
             raise ValueError(
@@ -304,6 +297,23 @@ class AdaDimModel(keras.Model):
             # measuring the loss (evaluate), off never.
             views = [aug(x, training=True) for aug, x in zip(augs, views)]
         return views
+
+    def _check_view_count(self, count):
+        n = self.method.num_views
+        if count == n or (count > n and _multi_crop(self.method)):
+            return
+        if count > n:
+            raise ValueError(
+                f"Method {self.method.name!r} trains on {n} views; got "
+                f"{count} (multi-crop: {count - n} local crops). Only "
+                f"{' and '.join(MULTI_CROP_METHODS)} use local crops: pass "
+                "local_crops=0 (--local-crops 0), or one of those methods."
+            )
+        raise ValueError(
+            f"Method {self.method.name!r} trains on {n} views; got a "
+            f"sequence of {count} tensors. Yield `((x1, x2), y)` "
+            "or `(x1, x2)` from your pipeline."
+        )
 
     def _expected_rank(self):
         inputs = getattr(self.encoder, "inputs", None)
@@ -684,6 +694,34 @@ class _TrainingGuard(keras.callbacks.Callback):
             "unchanged by it: clean the data or use `drop_remainder=True`. "
             "Otherwise the optimisation diverged: lower the learning rate."
         )
+
+
+def _multi_crop(method):
+    """Whether a method takes local crops beyond its views (SwAV, DINO)."""
+    return bool(getattr(method, "multi_crop", False))
+
+
+def _check_view_shapes(views):
+    """The global views (the first two) share one shape; local views
+    (multi-crop) share another, with the same batch and channels."""
+    first = tuple(views[0].shape)
+    for i, x in enumerate(views[1:2], start=2):
+        if tuple(x.shape) != first:
+            raise ValueError(
+                f"The views must have the same shape; got {first} (x1) and "
+                f"{tuple(x.shape)} (x{i}). Crop or resize every view to the "
+                "same size in the input pipeline."
+            )
+    local = tuple(views[2].shape) if len(views) > 2 else None
+    for i, x in enumerate(views[2:], start=3):
+        shape = tuple(x.shape)
+        if shape != local or shape[0] != first[0] or shape[-1] != first[-1]:
+            raise ValueError(
+                f"The local views (x3 on, multi-crop) must share one shape, "
+                f"with the batch and channels of x1 {first}; got {shape} "
+                f"(x{i}) and {local} (x3). Make every local crop the same "
+                "size (local_crop_size, --local-crop-size)."
+            )
 
 
 def _check_images(x, name, expected_rank):
