@@ -19,6 +19,12 @@ i.e. the pipeline leaves the training step input-bound-free with margin).
 The backend is ``KERAS_BACKEND`` (default TensorFlow); the pipeline is
 tf.data for every backend.
 
+With ``--local-crops K`` it also measures, in the same rounds, the
+multi-crop pipeline (``pretraining_dataset(..., local_crops=K)``: the two
+global views at ``--image-size`` plus K local views at
+``--local-crop-size``, default 3/7 of it, SwAV / DINO style) and prints its
+images/s (each image -> 2 + K views) beside the two-view rate.
+
 With ``--augment-on device-vs-host`` it instead compares where the views
 are made, interleaved round by round in one process, same scheme, size and
 batch: images/s (each image -> two views) of the host path above against
@@ -33,6 +39,7 @@ Usage::
     python benchmarks/bench_pipeline.py --quick  # ~3 min (mostly compiling)
     python benchmarks/bench_pipeline.py --scheme ressl --image-size 64
     python benchmarks/bench_pipeline.py --augment-on device-vs-host
+    python benchmarks/bench_pipeline.py --local-crops 6  # + multi-crop row
 """
 
 import argparse
@@ -72,7 +79,18 @@ def parse_args(argv=None):
                    default="host",
                    help="host: pipeline vs training step; device-vs-host: "
                    "host vs on-device augmentation throughput")
+    p.add_argument("--local-crops", type=int, default=0,
+                   help="also time the multi-crop pipeline with this many "
+                   "local views (0: two views only)")
+    p.add_argument("--local-crop-size", type=int, default=None,
+                   help="side of the local views (default 3/7 of "
+                   "--image-size)")
     args = p.parse_args(argv)
+    if args.local_crops < 0:
+        p.error("--local-crops must be >= 0")
+    if args.local_crops and args.augment_on != "host":
+        p.error("--local-crops times host pipelines: multi-crop views are "
+                "made on the host only; drop --augment-on device-vs-host")
     if args.quick:
         args.images = min(args.images, 2048)
         args.pipeline_batches = min(args.pipeline_batches, 6)
@@ -140,18 +158,19 @@ def main(argv=None):
     skip = 3  # batches that may already wait in the prefetch buffer
     if args.augment_on == "device-vs-host":
         return compare_augmentation(args, data, ds, skip)
+    multi = multi_crop_stream(args, data) if args.local_crops else None
 
-    def time_pipeline():
+    def time_pipeline(stream):
         # A fresh iterator per round (nothing produced in the background
         # while the training step was timed), 2 warm-up batches, and the
         # rate taken after `skip` more batches, when the prefetch buffer's
         # head start is used up.
-        iterator = iter(ds)
+        iterator = iter(stream)
         for _ in range(2):
             next(iterator)
         stamps = []
         for _ in range(args.pipeline_batches + skip):
-            (x1, x2), _ = next(iterator)
+            next(iterator)
             stamps.append(time.perf_counter())
         return args.pipeline_batches * args.batch / (stamps[-1] - stamps[
             skip - 1])
@@ -180,17 +199,27 @@ def main(argv=None):
         float(np.asarray(loss).ravel()[0])
         return args.train_steps * b / (time.perf_counter() - start)
 
-    pipe, train = [], []
+    pipe, train, crops = [], [], []
     for r in range(args.rounds):
-        pipe.append(time_pipeline())
+        pipe.append(time_pipeline(ds))
+        if multi is not None:
+            crops.append(time_pipeline(multi[0]))
         train.append(time_training())
         print(f"round {r + 1}/{args.rounds}: pipeline {pipe[-1]:8.1f} "
-              f"images/s, training {train[-1]:7.1f} images/s", flush=True)
+              f"images/s, training {train[-1]:7.1f} images/s"
+              + (f", multi-crop pipeline {crops[-1]:8.1f} images/s"
+                 if crops else ""), flush=True)
     p_rate, t_rate = statistics.median(pipe), statistics.median(train)
     ratio = p_rate / t_rate
     print()
     print(f"pipeline ({args.scheme}, two views, {size} px): "
           f"{p_rate:10.1f} images/s")
+    if crops:
+        m_rate = statistics.median(crops)
+        print(f"multi-crop pipeline ({args.scheme}, {multi[1]}): "
+              f"{m_rate:10.1f} images/s ({m_rate / p_rate:.2f}x the "
+              f"two-view rate; {m_rate * (2 + args.local_crops):.0f} "
+              "views/s)")
     label = args.backbone if encoder_name.startswith("get_") else (
         "small_cnn, width 64")
     print(f"training step ({label}, b={b}): {t_rate:10.1f} images/s")
@@ -198,6 +227,26 @@ def main(argv=None):
           f"{'met' if ratio >= 3 else 'NOT met'}); load "
           f"{os.getloadavg()[0]:.1f}")
     return 0 if ratio >= 3 else 1
+
+
+def multi_crop_stream(args, data):
+    """The multi-crop stream (traced) and its description."""
+    from keras_adadim.data import pretraining_dataset
+    from keras_adadim.data.augment import local_crop_size
+
+    size = args.image_size
+    local = args.local_crop_size or local_crop_size(size)
+    t0 = time.perf_counter()
+    ds = pretraining_dataset(data, args.scheme, image_size=size,
+                             batch_size=args.batch, seed=0,
+                             local_crops=args.local_crops,
+                             local_crop_size=local)
+    next(iter(ds))
+    what = f"2x{size} px + {args.local_crops}x{local} px"
+    print(f"multi-crop pipeline: {args.scheme}, {what}, batch {args.batch}; "
+          f"built and traced in {time.perf_counter() - t0:.1f} s",
+          flush=True)
+    return ds, what
 
 
 def _rate(stream, step, batches, batch, skip):
