@@ -22,7 +22,6 @@ SPLIT_FOLDERS = {
 }
 
 
-
 @dataclasses.dataclass
 class ImageDataset:
     """One split of an image dataset.
@@ -41,6 +40,8 @@ class ImageDataset:
             ``"folder:/abs/path"``, ``"npz:/abs/path"``, ``"digits"``,
             ``"arrays"``).
         split: the split loaded.
+        access: how the pipelines read it (an ``Access``; None for a split
+            built by hand, which the pipelines refuse).
     """
 
     dataset: object
@@ -51,7 +52,6 @@ class ImageDataset:
     name: str
     source: str
     split: str = "train"
-    # How the pipelines read it (see `Access`).
     access: object = dataclasses.field(default=None, repr=False,
                                        compare=False)
 
