@@ -163,6 +163,7 @@ class RunCheckpoint(keras.callbacks.Callback):
         self.previous_seconds = float(train_seconds or 0.0)
         self._started = None
         self._epoch = 0
+        self._last_step = 0
 
     def on_train_begin(self, logs=None):
         if self._started is None:  # the first `fit` of this session
@@ -179,12 +180,19 @@ class RunCheckpoint(keras.callbacks.Callback):
 
     def on_epoch_begin(self, epoch, logs=None):
         self._epoch = epoch
+        self._last_step = self.epoch_offset_step
 
     def on_train_batch_end(self, batch, logs=None):
         if not self.every_steps:
             return
         step = self.epoch_offset_step + batch + 1
-        if step % self.every_steps == 0 and step < self.steps_per_epoch:
+        # `steps_per_execution` k > 1: called after every k steps, so save
+        # when the steps cross a multiple of `every_steps` (at the step
+        # reached; a resume continues from the step saved).
+        before = self._last_step
+        self._last_step = step
+        if (step // self.every_steps > before // self.every_steps
+                and step < self.steps_per_epoch):
             # Never a checkpoint of a run that has seen a bad batch (the
             # model's guard reads the loss only every few batches).
             loss = (logs or {}).get("loss")

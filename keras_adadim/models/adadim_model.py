@@ -640,6 +640,7 @@ class _TrainingGuard(keras.callbacks.Callback):
         self.planned = planned_steps
         self.check_every = int(check_every or 0)
         self._last_good = -1
+        self._last_checked = 0
         self._lock = threading.Lock()
 
     def on_train_begin(self, logs=None):
@@ -659,15 +660,27 @@ class _TrainingGuard(keras.callbacks.Callback):
 
     def on_epoch_begin(self, epoch, logs=None):
         self._last_good = -1
+        self._last_checked = 0  # batches done at the last periodic check
         # The method's per-epoch work (e.g. DeepCluster v2's k-means), before
         # the other callbacks and the epoch's first step.
         self.model.method.on_epoch_begin(epoch)
 
     def on_train_batch_end(self, batch, logs=None):
-        if self.check_every and (batch + 1) % self.check_every == 0:
+        # With `steps_per_execution` k > 1 Keras calls this after every k
+        # steps with the last step's index, so a check is due when the
+        # batches done cross a multiple of `check_every`, not only land on
+        # one.
+        every = self.check_every
+        if not every:
+            return
+        with self._lock:  # PyTorch: callbacks may run in worker threads
+            if (batch + 1) // every <= self._last_checked // every:
+                return
             # The previous check passed (or raised first): name the batches
-            # since, whichever thread gets here first.
-            self._check(batch, logs, first=batch + 1 - self.check_every)
+            # since.
+            first = self._last_checked
+            self._last_checked = batch + 1
+        self._check(batch, logs, first=first)
 
     def on_epoch_end(self, epoch, logs=None):
         steps = self.params.get("steps")
