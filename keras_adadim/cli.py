@@ -359,6 +359,11 @@ _PRETRAIN_FLAGS = [
      "data-parallel devices: GPUs, or virtual CPU devices on a machine "
      "without one (TensorFlow MirroredStrategy / JAX DataParallel; the "
      "batch is split, the losses are the one-device losses)"),
+    ("--steps-per-execution", "steps_per_execution",
+     _setting("steps_per_execution"),
+     "training steps per call of the compiled step (TensorFlow, JAX; a "
+     "divisor of the epoch's steps): Keras reads the logs on the host once "
+     "per call, so on a GPU e.g. 10 keeps its queue of steps full"),
     ("--seed", "seed", _setting("seed"),
      "seed of data order, augmentation and init"),
 ]

@@ -110,6 +110,7 @@ RULES = {
     "knn_k": Rule(_INT, 1),
     "checkpoint_every_steps": Rule(_INT, 0),
     "devices": Rule(_INT, 1),
+    "steps_per_execution": Rule(_INT, 1),
     "seed": Rule(_INT, 0, 2**32 - 1),  # NumPy seeds are 32-bit
 }
 

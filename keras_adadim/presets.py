@@ -88,6 +88,11 @@ DEFAULTS = {
     # Data-parallel devices (TF MirroredStrategy / JAX DataParallel); the
     # losses and metrics equal one device's (global-batch statistics).
     "devices": 1,
+    # Training steps per call of the compiled step (Keras' compile
+    # argument): Keras reads the logs on the host once per call, so > 1
+    # keeps a GPU's queue of steps full on TensorFlow and JAX. A divisor of
+    # the epoch's steps; PyTorch: 1.
+    "steps_per_execution": 1,
     "seed": 0,
     "preset": "digits",
 }

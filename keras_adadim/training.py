@@ -229,6 +229,7 @@ def configure(config=None, overrides=None):
     config = presets_lib.validate(dict(config))
     config["augment_on"] = _augment_on(config)
     _check_multi_crop(config)
+    _check_steps_per_execution(config)
     devices = int(config.get("devices") or 1)
     if int(config["batch_size"]) % devices:
         raise ValueError(
@@ -264,6 +265,32 @@ def _augment_on(config):
             f"{config['devices']}: device augmentation runs on one device. "
             "Pass --augment-on host for a multi-device run, or --devices 1.")
     return setting
+
+
+def _check_steps_per_execution(config, steps_per_epoch=None):
+    """``steps_per_execution`` > 1 needs a backend whose trainer runs
+    several steps per call, and must divide the epoch's steps: the run's
+    stream of batches runs on into the next epoch, so a call crossing an
+    epoch's end would take its batches."""
+    k = int(config.get("steps_per_execution") or 1)
+    if k == 1:
+        return
+    if keras.backend.backend() == "torch":
+        raise ValueError(
+            f"`steps_per_execution`={k} (--steps-per-execution {k}): Keras' "
+            "PyTorch trainer runs one step per call. Pass 1 (on PyTorch the "
+            "model's loss checks read the logs in Keras' callback threads, "
+            "off the training loop), or use KERAS_BACKEND=tensorflow / jax.")
+    if steps_per_epoch is not None and steps_per_epoch % k:
+        divisors = [d for d in range(1, steps_per_epoch + 1)
+                    if steps_per_epoch % d == 0]
+        raise ValueError(
+            f"`steps_per_execution`={k} (--steps-per-execution {k}) does not "
+            f"divide the {steps_per_epoch} steps of an epoch, so a call would "
+            "run into the next epoch's batches. Pass a divisor of "
+            f"{steps_per_epoch}: {', '.join(map(str, divisors[:12]))}"
+            f"{', ...' if len(divisors) > 12 else ''} (or change "
+            "--batch-size).")
 
 
 def _scheme_of(config):
@@ -415,6 +442,8 @@ def prepare_data(config, log=print):
             "pass `image_size` (e.g. --image-size 224)."
         )
     batch_size = int(config["batch_size"])
+    _check_steps_per_execution(
+        config, data_lib.steps_per_epoch(train, batch_size))
     return PreparedData(
         train=train, test=test, probe_train=probe_train,
         image_size=int(image_size), channels=int(train.image_shape[-1]),
@@ -512,7 +541,9 @@ def build_training(config, data):
         augmentation=data.device_augmentation(),
     )
     random_encoder = keras.models.clone_model(model.encoder)
-    model.compile(optimizer=build_optimizer(config, data.steps_per_epoch))
+    model.compile(optimizer=build_optimizer(config, data.steps_per_epoch),
+                  steps_per_execution=int(
+                      config.get("steps_per_execution") or 1))
     first = next(iter(data.stream(0).take(1)))[0]
     model(tuple(np.asarray(v) for v in first) if isinstance(first, tuple)
           else np.asarray(first))
@@ -745,7 +776,7 @@ def pretrain(config=None, output=None, resume=True, verbose=1,
 # Settings added after runs were first recorded, with the value such runs
 # had (their absence from an old config.json means that value).
 _ADDED_LATER = {"augment_on": "host", "local_crops": 0,
-                "local_crop_size": None}
+                "local_crop_size": None, "steps_per_execution": 1}
 
 
 def _pretrain_locked(config, run, resume, verbose, callbacks, log):

@@ -179,6 +179,52 @@ def test_killed_run_resumes_mid_epoch(tmp_path):
         "train_seconds"] == pytest.approx(results["train_seconds"])
 
 
+@pytest.mark.skipif(keras.backend.backend() == "torch",
+                    reason="Keras' PyTorch trainer runs one step per call "
+                    "(the refusal is tested below)")
+def test_steps_per_execution_run_resumes_to_the_per_step_run(tmp_path):
+    """Executions of 4 steps (8 steps an epoch), killed after the third
+    execution (epoch 1, checkpoint at step 4: the first execution end past
+    `checkpoint_every_steps`=3) and resumed, end with the weights and epoch
+    logs of the uninterrupted per-step run."""
+    settings = {**TINY, "epochs": 2, "eval": "none", "monitor_every": 0,
+                "batch_size": 160, "checkpoint_every_steps": 3}  # 8 steps
+    full = training.pretrain(output=str(tmp_path / "full"), verbose=0,
+                             log=lambda *a: None, **settings)
+    settings["steps_per_execution"] = 4
+    with pytest.raises(KeyboardInterrupt):
+        training.pretrain(output=str(tmp_path / "k4"), verbose=0,
+                          log=lambda *a: None, callbacks=[KillAfter(3)],
+                          **settings)
+    state = json.load(open(tmp_path / "k4" / "checkpoints" / "last.json"))
+    assert (state["epoch"], state["step_in_epoch"]) == (1, 4)
+    resumed = training.pretrain(output=str(tmp_path / "k4"), verbose=0,
+                                log=lambda *a: None, **settings)
+    assert resumed["resumed_from"] == (1, 4)
+    w_full, m_full = saved_weights(full["directory"])
+    w_res, m_res = saved_weights(resumed["directory"])
+    assert int(m_res.optimizer.iterations) == 16
+    for a, b in zip(w_full, w_res):
+        np.testing.assert_allclose(a, b, rtol=1e-3, atol=1e-4)
+    for got, want in zip(resumed["history"], full["history"]):
+        for key in ("loss", "alpha", "probe_loss"):
+            assert got[key] == pytest.approx(want[key], rel=1e-3), key
+
+
+def test_steps_per_execution_refused_before_any_work(tmp_path):
+    out = tmp_path / "run"
+    if keras.backend.backend() == "torch":
+        match = "PyTorch trainer runs one step per call"
+    else:  # 1437 digits, batch 256: 5 steps an epoch
+        match = ("`steps_per_execution`=2 \\(--steps-per-execution 2\\) "
+                 "does not divide the 5 steps of an epoch.*divisor of 5: 1, 5")
+    with pytest.raises(ValueError, match=match):
+        training.pretrain(output=str(out), verbose=0, log=lambda *a: None,
+                          **{**TINY, "batch_size": 256,
+                             "steps_per_execution": 2})
+    assert not out.exists()
+
+
 def test_cli_evaluate_and_analyze(run, tmp_path, capsys):
     d = run["directory"]
     assert cli.main(["evaluate", d, "--probe-epochs", "3", "--few-labels",
