@@ -1,7 +1,7 @@
 """Multi-crop input pipelines: 2 global + k local views per image, each at
 its own size, seeded per (seed, epoch, position, view) and resumable
-mid-epoch like the two-view streams (whose pixels the other tests of
-tests/data pin). Pure tf.data code: the same on every backend, so it runs
+mid-epoch like the two-view streams, whose pixels are those of the
+two-view pipeline before it made N views. Pure tf.data code: the same on every backend, so it runs
 in the TF pass."""
 
 import dataclasses
@@ -108,6 +108,36 @@ def test_global_views_do_not_depend_on_the_number_of_views(data):
             np.testing.assert_array_equal(t[j], m[j])
         for u, v in zip(m, o):  # the tuple and the option are one scheme
             np.testing.assert_array_equal(u, v)
+
+
+# The first batch of two-view streams as the pipeline made them before it
+# made N views (commit 98d6db1, TensorFlow 2.21): sums of x1 and x2, three
+# pixels of x1 and the labels.
+TWO_VIEW_REFERENCE = {
+    "asymmetric": (1677.2535, 1425.2061, (0.313022, 0.358115, 0.566855),
+                   [2, 2, 1, 1]),
+    "ressl": (1549.3814, 1355.1246, (0.164706, 0.139706, 0.266912),
+              [2, 2, 1, 1]),
+    "symmetric": (1713.538, 1671.7224, (0.311387, 0.292764, 0.462328),
+                  [2, 2, 1, 1]),
+    "digits": (148.1081, 107.9684, (-0.180346, 0.365957, 1.033228),
+               [8, 4, 0, 3, 9, 0, 4, 9]),
+}
+
+
+@pytest.mark.parametrize("scheme", sorted(TWO_VIEW_REFERENCE))
+def test_two_view_streams_are_unchanged(data, scheme):
+    if scheme == "digits":
+        ds = pretraining_dataset(load_dataset("digits"), batch_size=8, seed=0)
+    else:
+        ds = pretraining_dataset(data, scheme, batch_size=4, seed=7, epoch=1,
+                                 step=1)
+    (x1, x2, y), = first(ds)
+    sum1, sum2, pixels, labels = TWO_VIEW_REFERENCE[scheme]
+    assert float(np.sum(x1, dtype=np.float64)) == pytest.approx(sum1, abs=2e-3)
+    assert float(np.sum(x2, dtype=np.float64)) == pytest.approx(sum2, abs=2e-3)
+    np.testing.assert_allclose(x1[0, 0, :3, 0], pixels, atol=2e-6)
+    assert y.tolist() == labels
 
 
 def test_multi_crop_stream_resumes_mid_epoch(data):
