@@ -288,6 +288,13 @@ class AdaDimModel(keras.Model):
                 "so that the last batch is not a single image."
             )
         if self.augmentation is not None:
+            if len(views) > n:  # zip below would drop the local crops
+                raise ValueError(
+                    f"Got {len(views)} views (multi-crop) and an "
+                    f"`augmentation`, which makes the method's {n} views in "
+                    "the step (--augment-on device). Make multi-crop views "
+                    "in the input pipeline only: augmentation=None "
+                    "(--augment-on host).")
             augs = (
                 self.augmentation
                 if isinstance(self.augmentation, list)

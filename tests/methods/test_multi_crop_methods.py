@@ -115,6 +115,13 @@ def test_two_view_methods_refuse_local_crops(crops):
     with pytest.raises(ValueError, match=r"local views .* share one shape"):
         swav(tuple(x[:B] for x in odd))
     assert getattr(swav.method, "multi_crop", False)
+    keras.utils.set_random_seed(1)
+    in_step = ka.AdaDimModel(small_cnn_encoder((None, None, 1), width=4),
+                             mlp_projector(hidden_dim=16, output_dim=8),
+                             method=get_method("swav", num_prototypes=6),
+                             augmentation=keras.layers.Identity())
+    with pytest.raises(ValueError, match=r"augmentation=None"):
+        in_step(tuple(x[:B] for x in crops))
     from keras_adadim.config_checks import MULTI_CROP_METHODS
 
     multi = sorted(n for n in ka.METHODS
