@@ -99,3 +99,36 @@ def check_same_rows(a, b, name_a, name_b):
                 f"`{name_a}` and `{name_b}` must have the same number of rows "
                 f"(one per sample); got {a.shape[0]} and {b.shape[0]}."
             )
+
+
+def check_number(name, value, low=None, high=None, *, low_open=False,
+                 high_open=False, integer=False):
+    """A constructor argument as ``float`` (``int`` when ``integer``) if it
+    is a number in the range, else ``ValueError`` naming it and the range:
+    "`temperature` must be > 0; got -1." (NaN is outside every range;
+    ``True`` / ``False`` are not numbers here)."""
+    if isinstance(value, bool):
+        number = None
+    else:
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            number = None
+    if integer and number is not None and not number.is_integer():
+        number = None
+    kind = "an integer" if integer else "a number"
+    if number is None:
+        raise ValueError(f"`{name}` must be {kind}; got {value!r}.")
+    if high is None:
+        bound = f"{'>' if low_open else '>='} {low}"
+    elif low is None:
+        bound = f"{'<' if high_open else '<='} {high}"
+    else:
+        bound = (f"in {'(' if low_open else '['}{low}, {high}"
+                 f"{')' if high_open else ']'}")
+    inside = number == number and (  # NaN compares unequal
+        low is None or (number > low if low_open else number >= low)) and (
+        high is None or (number < high if high_open else number <= high))
+    if not inside:
+        raise ValueError(f"`{name}` must be {bound}; got {value}.")
+    return int(number) if integer else number

@@ -6,6 +6,7 @@ import math
 import keras
 from keras import ops
 
+from keras_adadim._validation import check_number
 from keras_adadim.losses.adadim import PAIRINGS
 from keras_adadim.losses.adadim import GramCache
 from keras_adadim.losses.adadim import adadim_terms
@@ -82,20 +83,19 @@ class AdaDim(base.Method):
         super().__init__(**kwargs)
         self.alpha_mode = _check_alpha(alpha)
         self.beta_mode = _check_beta(beta)
-        self.gamma = _check_range("gamma", gamma, 0.0, 1.0, high_open=True)
+        self.gamma = check_number("gamma", gamma, 0.0, 1.0, high_open=True)
         if pairing not in PAIRINGS:
             raise ValueError(f"`pairing` must be one of {PAIRINGS}; got {pairing!r}.")
-        if not float(temperature) > 0:
-            raise ValueError(f"`temperature` must be > 0; got {temperature}.")
-        self.temperature = float(temperature)
+        self.temperature = check_number("temperature", temperature, 0,
+                                        low_open=True)
         self.sim_weight = float(sim_weight)
         self.var_weight = float(var_weight)
         self.cov_weight = float(cov_weight)
         self.pairing = pairing
         self.renyi_order = renyi_order
-        self.mi_penalty = _check_range("mi_penalty", mi_penalty, 0.0, None)
+        self.mi_penalty = check_number("mi_penalty", mi_penalty, 0.0)
         if momentum is not None:
-            _check_range("momentum", momentum, 0.0, 1.0)
+            check_number("momentum", momentum, 0.0, 1.0)
         self.momentum = None if momentum is None else float(momentum)
         self.predictor = predictor
         self.rank_definition = check_rank_definition(rank_definition)
@@ -240,21 +240,6 @@ class AdaDim(base.Method):
         }
 
 
-def _check_range(name, value, low, high, high_open=False):
-    try:
-        value = float(value)
-    except (TypeError, ValueError):
-        raise ValueError(f"`{name}` must be a number; got {value!r}.") from None
-    bad = math.isnan(value) or value < low or (
-        high is not None and (value >= high if high_open else value > high))
-    if bad:
-        bound = "" if high is None else f", {high}{')' if high_open else ']'}"
-        raise ValueError(
-            f"`{name}` must be in [{low}{bound or ', inf)'}; got {value}."
-        )
-    return value
-
-
 def _check_alpha(alpha):
     if isinstance(alpha, str):
         if alpha not in ALPHA_MODES:
@@ -262,7 +247,7 @@ def _check_alpha(alpha):
                 f"`alpha` must be a float in [0, 1] or one of {ALPHA_MODES}; got {alpha!r}."
             )
         return alpha
-    return _check_range("alpha", alpha, 0.0, 1.0)
+    return check_number("alpha", alpha, 0.0, 1.0)
 
 
 def _check_beta(beta):
@@ -271,4 +256,4 @@ def _check_beta(beta):
             raise ValueError(f"`beta` must be 'adaptive' or a float; got {beta!r}.")
         return beta
     # beta >= 1 would flip the sign of the objective ((1 - beta) <= 0).
-    return _check_range("beta", beta, 0.0, 1.0, high_open=True)
+    return check_number("beta", beta, 0.0, 1.0, high_open=True)

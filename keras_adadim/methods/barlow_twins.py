@@ -2,6 +2,7 @@
 
 import keras
 
+from keras_adadim._validation import check_number
 from keras_adadim.losses.barlow_twins import barlow_twins
 from keras_adadim.methods import base
 
@@ -27,12 +28,8 @@ class BarlowTwins(base.Method):
     def __init__(self, lambda_=0.0051, scale=0.1, **kwargs):
         kwargs.setdefault("name", "barlow_twins")
         super().__init__(**kwargs)
-        self.lambda_ = float(lambda_)
-        self.scale = float(scale)
-        if self.lambda_ < 0 or self.scale <= 0:
-            raise ValueError(
-                f"Barlow Twins needs `lambda_` >= 0 and `scale` > 0; got "
-                f"{lambda_} and {scale}.")
+        self.lambda_ = check_number("lambda_", lambda_, 0)
+        self.scale = check_number("scale", scale, 0, low_open=True)
         self.built = True
 
     def loss_terms(self, rows, step=None):

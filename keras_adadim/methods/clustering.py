@@ -7,6 +7,7 @@ import keras
 import numpy as np
 from keras import ops
 
+from keras_adadim._validation import check_number
 from keras_adadim.metrics.entropy import l2_normalize_rows
 
 
@@ -30,10 +31,8 @@ class Prototypes(keras.layers.Layer):
 
     def __init__(self, num_prototypes, seed=0, **kwargs):
         super().__init__(**kwargs)
-        if int(num_prototypes) < 1:
-            raise ValueError(
-                f"`num_prototypes` must be >= 1; got {num_prototypes}.")
-        self.num_prototypes = int(num_prototypes)
+        self.num_prototypes = check_number("num_prototypes", num_prototypes,
+                                           1, integer=True)
         self.seed = int(seed)
         self.kernel = None
 

@@ -10,6 +10,8 @@ import math
 import keras
 from keras import ops
 
+from keras_adadim._validation import check_number
+
 
 def cosine_decay_factor(progress):
     """(cos(pi p) + 1) / 2 for training progress p in [0, 1]: 1 at the
@@ -51,12 +53,9 @@ class EMATeacher(keras.layers.Layer):
 
     def __init__(self, base_momentum=0.99, final_momentum=1.0, **kwargs):
         super().__init__(**kwargs)
-        for name, value in (("base_momentum", base_momentum),
-                            ("final_momentum", final_momentum)):
-            if not 0.0 <= float(value) <= 1.0:
-                raise ValueError(f"`{name}` must be in [0, 1]; got {value}.")
-        self.base_momentum = float(base_momentum)
-        self.final_momentum = float(final_momentum)
+        self.base_momentum = check_number("base_momentum", base_momentum, 0, 1)
+        self.final_momentum = check_number("final_momentum", final_momentum,
+                                           0, 1)
         self.encoder = self.projector = None
 
     def setup(self, encoder, projector):
@@ -118,9 +117,7 @@ class FeatureQueue(keras.layers.Layer):
 
     def __init__(self, size, seed=0, **kwargs):
         super().__init__(**kwargs)
-        if int(size) < 1:
-            raise ValueError(f"The queue `size` must be >= 1; got {size}.")
-        self.size = int(size)
+        self.size = check_number("size", size, 1, integer=True)
         self.seed = int(seed)
         self.queue = None
 

@@ -3,6 +3,7 @@
 import keras
 from keras import ops
 
+from keras_adadim._validation import check_number
 from keras_adadim.losses.deepcluster import deepclusterv2_loss
 from keras_adadim.methods import base
 from keras_adadim.methods.clustering import Prototypes
@@ -67,11 +68,8 @@ class DeepClusterV2(base.Method):
             raise ValueError(
                 f"`num_prototypes` must be one or more positive sizes; got "
                 f"{num_prototypes}.")
-        if not float(temperature) > 0:
-            raise ValueError(f"`temperature` must be > 0; got {temperature}.")
-        if int(kmeans_iterations) < 1:
-            raise ValueError(
-                f"`kmeans_iterations` must be >= 1; got {kmeans_iterations}.")
+        check_number("temperature", temperature, 0, low_open=True)
+        check_number("kmeans_iterations", kmeans_iterations, 1, integer=True)
         if int(memory_size) < max(num_prototypes):
             raise ValueError(
                 f"The memory bank (`memory_size` {memory_size}, --queue-size) "

@@ -3,6 +3,7 @@
 import keras
 from keras import ops
 
+from keras_adadim._validation import check_number
 from keras_adadim.losses.dino import dino_loss
 from keras_adadim.methods import base
 from keras_adadim.methods.clustering import Prototypes
@@ -82,16 +83,12 @@ class DINO(base.Method):
                             ("teacher_temperature", teacher_temperature),
                             ("warmup_teacher_temperature",
                              warmup_teacher_temperature)):
-            if not float(value) > 0:
-                raise ValueError(f"`{name}` must be > 0; got {value}.")
-        if not 0.0 <= float(center_momentum) <= 1.0:
-            raise ValueError(
-                f"`center_momentum` must be in [0, 1]; got {center_momentum}.")
+            check_number(name, value, 0, low_open=True)
+        check_number("center_momentum", center_momentum, 0, 1)
         for name, value in (("warmup_teacher_temperature_epochs",
                              warmup_teacher_temperature_epochs),
                             ("freeze_last_layer_epochs", freeze_last_layer_epochs)):
-            if int(value) < 0:
-                raise ValueError(f"`{name}` must be >= 0; got {value}.")
+            check_number(name, value, 0, integer=True)
         self.student_temperature = float(student_temperature)
         self.teacher_temperature = float(teacher_temperature)
         self.warmup_teacher_temperature = float(warmup_teacher_temperature)

@@ -3,6 +3,7 @@
 import keras
 from keras import ops
 
+from keras_adadim._validation import check_number
 from keras_adadim.losses.moco import moco_info_nce
 from keras_adadim.methods import base
 from keras_adadim.methods.components import EMATeacher
@@ -53,10 +54,10 @@ class MoCoV2Plus(base.Method):
                  final_momentum=1.0, seed=0, **kwargs):
         kwargs.setdefault("name", "mocov2plus")
         super().__init__(**kwargs)
-        if not float(temperature) > 0:
-            raise ValueError(f"`temperature` must be > 0; got {temperature}.")
-        self.temperature = float(temperature)
+        self.temperature = check_number("temperature", temperature, 0,
+                                        low_open=True)
         self.teacher = EMATeacher(base_momentum, final_momentum, name="teacher")
+        check_number("queue_size", queue_size, 1, integer=True)
         self.queue1 = FeatureQueue(queue_size, seed=seed, name="queue1")
         self.queue2 = FeatureQueue(queue_size, seed=int(seed) + 1, name="queue2")
         self.built = True

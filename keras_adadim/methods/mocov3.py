@@ -2,6 +2,7 @@
 
 import keras
 
+from keras_adadim._validation import check_number
 from keras_adadim.losses.info_nce import info_nce
 from keras_adadim.methods import base
 from keras_adadim.methods.components import EMATeacher
@@ -37,9 +38,8 @@ class MoCoV3(base.Method):
                  predictor_hidden_dim=4096, predictor=None, **kwargs):
         kwargs.setdefault("name", "mocov3")
         super().__init__(**kwargs)
-        if not float(temperature) > 0:
-            raise ValueError(f"`temperature` must be > 0; got {temperature}.")
-        self.temperature = float(temperature)
+        self.temperature = check_number("temperature", temperature, 0,
+                                        low_open=True)
         self.teacher = EMATeacher(base_momentum, final_momentum, name="teacher")
         self.predictor_hidden_dim = int(predictor_hidden_dim)
         self.predictor = predictor

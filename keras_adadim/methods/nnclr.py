@@ -2,6 +2,7 @@
 
 import keras
 
+from keras_adadim._validation import check_number
 from keras_adadim.losses.nnclr import nnclr
 from keras_adadim.methods import base
 from keras_adadim.methods.components import FeatureQueue
@@ -38,9 +39,9 @@ class NNCLR(base.Method):
                  predictor_hidden_dim=4096, predictor=None, seed=0, **kwargs):
         kwargs.setdefault("name", "nnclr")
         super().__init__(**kwargs)
-        if not float(temperature) > 0:
-            raise ValueError(f"`temperature` must be > 0; got {temperature}.")
-        self.temperature = float(temperature)
+        self.temperature = check_number("temperature", temperature, 0,
+                                        low_open=True)
+        check_number("queue_size", queue_size, 1, integer=True)
         self.support = FeatureQueue(queue_size, seed=seed, name="support_set")
         self.predictor_hidden_dim = int(predictor_hidden_dim)
         self.predictor = predictor

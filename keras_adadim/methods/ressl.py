@@ -4,6 +4,7 @@
 import keras
 from keras import ops
 
+from keras_adadim._validation import check_number
 from keras_adadim.losses.ressl import ressl_loss
 from keras_adadim.methods import base
 from keras_adadim.methods.components import EMATeacher
@@ -52,11 +53,11 @@ class ReSSL(base.Method):
         super().__init__(**kwargs)
         for name, value in (("student_temperature", student_temperature),
                             ("teacher_temperature", teacher_temperature)):
-            if not float(value) > 0:
-                raise ValueError(f"`{name}` must be > 0; got {value}.")
+            check_number(name, value, 0, low_open=True)
         self.student_temperature = float(student_temperature)
         self.teacher_temperature = float(teacher_temperature)
         self.teacher = EMATeacher(base_momentum, final_momentum, name="teacher")
+        check_number("queue_size", queue_size, 1, integer=True)
         self.queue = FeatureQueue(queue_size, seed=seed, name="queue")
         self.built = True
 

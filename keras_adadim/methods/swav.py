@@ -3,6 +3,7 @@
 import keras
 from keras import ops
 
+from keras_adadim._validation import check_number
 from keras_adadim.losses.sinkhorn import sinkhorn_knopp
 from keras_adadim.losses.swav import swav_loss
 from keras_adadim.methods import base
@@ -72,19 +73,14 @@ class SwAV(base.Method):
                  queue_start_epoch=50, seed=0, **kwargs):
         kwargs.setdefault("name", "swav")
         super().__init__(**kwargs)
-        if not float(temperature) > 0:
-            raise ValueError(f"`temperature` must be > 0; got {temperature}.")
-        if not float(sinkhorn_epsilon) > 0:
-            raise ValueError(
-                f"`sinkhorn_epsilon` must be > 0; got {sinkhorn_epsilon}.")
-        for name, value in (("sinkhorn_iterations", sinkhorn_iterations),):
-            if int(value) < 1:
-                raise ValueError(f"`{name}` must be >= 1; got {value}.")
+        check_number("temperature", temperature, 0, low_open=True)
+        check_number("sinkhorn_epsilon", sinkhorn_epsilon, 0, low_open=True)
+        check_number("sinkhorn_iterations", sinkhorn_iterations, 1,
+                     integer=True)
         for name, value in (("freeze_prototypes_epochs", freeze_prototypes_epochs),
                             ("queue_size", queue_size),
                             ("queue_start_epoch", queue_start_epoch)):
-            if int(value) < 0:
-                raise ValueError(f"`{name}` must be >= 0; got {value}.")
+            check_number(name, value, 0, integer=True)
         self.temperature = float(temperature)
         self.sinkhorn_epsilon = float(sinkhorn_epsilon)
         self.sinkhorn_iterations = int(sinkhorn_iterations)

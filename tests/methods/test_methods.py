@@ -251,7 +251,7 @@ def test_bad_method_arguments_are_refused():
         ka.AdaDimModel(enc, proj, method="barlow_twins", temperature=0.2)
     with pytest.raises(ValueError, match="set them on the method itself"):
         ka.AdaDimModel(enc, proj, method=get_method("byol"), gamma=0.1)
-    with pytest.raises(ValueError, match="queue `size`"):
+    with pytest.raises(ValueError, match="`queue_size` must be >= 1; got 0"):
         get_method("nnclr", queue_size=0)
     with pytest.raises(ValueError, match="'mocov2plus' does not take `predictor_hidden_dim`"):
         get_method("mocov2plus", predictor_hidden_dim=32)
@@ -262,6 +262,29 @@ def test_bad_method_arguments_are_refused():
         model.compile(optimizer="sgd")
         x = np.zeros((8, 8, 8, 1), "float32")
         model.fit((x, x), batch_size=4, callbacks=[ka.AlphaUpdater()], verbose=0)
+
+
+@pytest.mark.parametrize("method,kwargs,message", [
+    ("adadim", {"temperature": 0.0}, "`temperature` must be > 0; got 0.0"),
+    ("adadim", {"gamma": 1.0}, r"`gamma` must be in \[0.0, 1.0\); got 1.0"),
+    ("adadim", {"alpha": float("nan")}, r"`alpha` must be in \[0.0, 1.0\]"),
+    ("barlow_twins", {"lambda_": -1}, "`lambda_` must be >= 0; got -1"),
+    ("byol", {"base_momentum": 1.5}, r"`base_momentum` must be in \[0, 1\]"),
+    ("mocov2plus", {"temperature": "warm"},
+     "`temperature` must be a number; got 'warm'"),
+    ("mocov2plus", {"queue_size": 0}, "`queue_size` must be >= 1; got 0"),
+    ("ressl", {"teacher_temperature": -0.1}, "`teacher_temperature` must be > 0"),
+    ("swav", {"sinkhorn_iterations": 2.5},
+     "`sinkhorn_iterations` must be an integer; got 2.5"),
+    ("dino", {"center_momentum": True}, "`center_momentum` must be a number"),
+    ("deepclusterv2", {"kmeans_iterations": 0}, "`kmeans_iterations` must be >= 1"),
+])
+def test_out_of_range_method_arguments_name_the_argument(method, kwargs, message):
+    """Every constructor checks its numbers with one rule
+    (`_validation.check_number`): the error names the argument, the range
+    and the value given."""
+    with pytest.raises(ValueError, match=message):
+        get_method(method, **kwargs)
 
 
 # ------------------------------------------------- the shared method parts
