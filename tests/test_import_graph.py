@@ -171,15 +171,16 @@ def test_importing_the_package_and_cli_loads_no_backend():
 ])
 def test_fast_commands_start_without_tensorflow(argv):
     """`adadim --help`, `zoo list` and argument errors: no TensorFlow,
-    Keras or backend imported, under 2 s, and no native-library noise."""
+    Keras or backend imported (what makes them start in a fraction of a
+    second; not timed here: a timing fails on a loaded machine), and no
+    native-library noise."""
     code = (f"import sys\nfrom {CLI} import main\n"
             f"try:\n    status = main({argv!r})\n"
             "except SystemExit as e:\n    status = e.code\n"
             f"print('status', status)\n{_LOADED}")
-    out, err, elapsed = _fresh_python(code)
+    out, err, _ = _fresh_python(code)
     status, loaded = out.strip().splitlines()[-2:]
     assert loaded == "[]", f"`adadim {' '.join(argv)}` imported {loaded}"
-    assert elapsed < 2.0, f"`adadim {' '.join(argv)}` took {elapsed:.1f} s"
     assert "absl" not in err and "cuda" not in err.lower()
     if argv[-1] in ("--help", "list"):
         assert status in ("status 0", "status None")
@@ -188,16 +189,23 @@ def test_fast_commands_start_without_tensorflow(argv):
 
 
 def test_adadim_console_script_help_is_fast():
+    """The installed `adadim --help` imports no backend (Python's own
+    import log, ``-X importtime``, lists every module it loads) and prints
+    nothing on stderr."""
     script = Path(sys.executable).with_name("adadim")
     if not script.exists():
         pytest.skip("the adadim console script is not installed here")
-    started = time.perf_counter()
     done = subprocess.run([str(script), "--help"], capture_output=True,
                           text=True, timeout=60)
-    elapsed = time.perf_counter() - started
     assert done.returncode == 0 and "pretrain" in done.stdout
-    assert elapsed < 2.0, f"adadim --help took {elapsed:.1f} s"
     assert done.stderr == ""
+    profiled = subprocess.run(
+        [str(script), "--help"], capture_output=True, text=True, timeout=60,
+        env={**os.environ, "PYTHONPROFILEIMPORTTIME": "1"})
+    loaded = {line.rsplit("|", 1)[-1].strip().split(".")[0]
+              for line in profiled.stderr.splitlines() if "|" in line}
+    assert "keras_adadim" in loaded  # the log is read right
+    assert not loaded & set(HEAVY), sorted(loaded & set(HEAVY))
 
 
 def test_heavy_commands_start_quietly_without_a_gpu():
