@@ -9,30 +9,15 @@ test_distributed.py."""
 import keras
 import numpy as np
 import pytest
-from keras import ops
 
-import keras_adadim as ka
 import reference_numpy as ref
 from keras_adadim.methods import get_method
-from keras_adadim.models.small_cnn import mlp_projector
-from keras_adadim.models.small_cnn import small_cnn_encoder
+from method_outputs import make_model  # tests/method_outputs.py
+from method_outputs import np_
+from method_outputs import outputs
 from simulated_kill import KillAfter  # tests/simulated_kill.py
 
 B = 16
-
-
-def np_(x):
-    return np.asarray(ops.convert_to_numpy(x))
-
-
-def make_model(name, **kwargs):
-    keras.utils.set_random_seed(1)
-    model = ka.AdaDimModel(small_cnn_encoder((8, 8, 1), width=4),
-                           mlp_projector(hidden_dim=16, output_dim=8),
-                           method=get_method(name, **kwargs))
-    # One or two steps per fit here: compiling the step would cost more.
-    model.compile(optimizer=keras.optimizers.Adam(3e-3), jit_compile=False)
-    return model
 
 
 @pytest.fixture(scope="module")
@@ -40,17 +25,6 @@ def views():
     x1 = np.random.default_rng(0).random((2 * B, 8, 8, 1)).astype("float32")
     x2 = (np.roll(x1, 1, 2) + 0.05).astype("float32")
     return x1, x2
-
-
-def outputs(model, v):
-    """The rows the loss sees and the model's loss, without moving state."""
-    if not model.built:
-        model(v)  # state variables are made outside the stateless scope
-    with keras.StatelessScope():
-        out = model(v, training=True)
-        rows = model.step_rows(out, training=False)
-        loss = float(np_(model.compute_loss(y_pred=out, training=False)))
-    return {k: np_(t).astype("float64") for k, t in rows.items()}, loss
 
 
 # ------------------------------------------------------------------ SwAV

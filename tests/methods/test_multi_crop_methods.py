@@ -8,29 +8,22 @@ tests/test_multi_crop_run.py."""
 import keras
 import numpy as np
 import pytest
-from keras import ops
 
 import keras_adadim as ka
 import reference_numpy as ref
 from keras_adadim.methods import get_method
 from keras_adadim.models.small_cnn import mlp_projector
 from keras_adadim.models.small_cnn import small_cnn_encoder
+from method_outputs import make_model as shared_make_model  # tests/
+from method_outputs import np_
+from method_outputs import outputs
 
 B, K = 8, 2  # batch, local crops
 
 
-def np_(x):
-    return np.asarray(ops.convert_to_numpy(x))
-
-
 def make_model(name, **kwargs):
-    keras.utils.set_random_seed(1)
     # (None, None, 1): the encoder takes the global and the local size.
-    model = ka.AdaDimModel(small_cnn_encoder((None, None, 1), width=4),
-                           mlp_projector(hidden_dim=16, output_dim=8),
-                           method=get_method(name, **kwargs))
-    model.compile(optimizer=keras.optimizers.Adam(3e-3), jit_compile=False)
-    return model
+    return shared_make_model(name, input_shape=(None, None, 1), **kwargs)
 
 
 @pytest.fixture(scope="module")
@@ -42,17 +35,6 @@ def crops():
     local = [np.ascontiguousarray(x1[:, i:i + 4, 2 * i:2 * i + 4])
              for i in range(K)]
     return (x1, x2, *local)
-
-
-def outputs(model, v):
-    """The rows the loss sees and the model's loss, state untouched."""
-    if not model.built:
-        model(v)
-    with keras.StatelessScope():
-        out = model(v, training=True)
-        rows = model.step_rows(out, training=False)
-        loss = float(np_(model.compute_loss(y_pred=out, training=False)))
-    return {k: np_(t).astype("float64") for k, t in rows.items()}, loss
 
 
 def test_swav_swaps_predictions_over_all_crops_with_global_codes(crops):
