@@ -120,6 +120,20 @@ def test_changed_settings_and_foreign_directory_are_refused(run, tmp_path):
     assert (tmp_path / "notes.txt").read_text() == "mine"
 
 
+def _killed_and_resumed(directory, settings, kill_after):
+    """A run killed after ``kill_after`` batch-end calls, then resumed in
+    the same directory: (its last checkpoint's ``last.json``, the resumed
+    run's result)."""
+    with pytest.raises(KeyboardInterrupt):
+        training.pretrain(output=str(directory), verbose=0,
+                          log=lambda *a: None,
+                          callbacks=[KillAfter(kill_after)], **settings)
+    state = json.load(open(directory / "checkpoints" / "last.json"))
+    resumed = training.pretrain(output=str(directory), verbose=0,
+                                log=lambda *a: None, **settings)
+    return state, resumed
+
+
 def test_killed_run_resumes_mid_epoch(tmp_path):
     settings = {**TINY, "epochs": 3, "eval": "none", "monitor_every": 1,
                 "batch_size": 256, "checkpoint_every_steps": 2}
@@ -128,14 +142,8 @@ def test_killed_run_resumes_mid_epoch(tmp_path):
                              log=lambda *a: None, **settings)
     # Killed at global step 8 = epoch 1, step 3; the last checkpoint is at
     # epoch 1, step 2 (every 2 steps).
-    with pytest.raises(KeyboardInterrupt):
-        training.pretrain(output=str(tmp_path / "killed"), verbose=0,
-                          log=lambda *a: None, callbacks=[KillAfter(8)],
-                          **settings)
-    state = json.load(open(tmp_path / "killed" / "checkpoints" / "last.json"))
+    state, resumed = _killed_and_resumed(tmp_path / "killed", settings, 8)
     assert (state["epoch"], state["step_in_epoch"]) == (1, 2)
-    resumed = training.pretrain(output=str(tmp_path / "killed"), verbose=0,
-                                log=lambda *a: None, **settings)
     assert resumed["resumed_from"] == (1, 2)
     w_full, m_full = saved_weights(full["directory"])
     w_res, m_res = saved_weights(resumed["directory"])
@@ -192,14 +200,8 @@ def test_steps_per_execution_run_resumes_to_the_per_step_run(tmp_path):
     full = training.pretrain(output=str(tmp_path / "full"), verbose=0,
                              log=lambda *a: None, **settings)
     settings["steps_per_execution"] = 4
-    with pytest.raises(KeyboardInterrupt):
-        training.pretrain(output=str(tmp_path / "k4"), verbose=0,
-                          log=lambda *a: None, callbacks=[KillAfter(3)],
-                          **settings)
-    state = json.load(open(tmp_path / "k4" / "checkpoints" / "last.json"))
+    state, resumed = _killed_and_resumed(tmp_path / "k4", settings, 3)
     assert (state["epoch"], state["step_in_epoch"]) == (1, 4)
-    resumed = training.pretrain(output=str(tmp_path / "k4"), verbose=0,
-                                log=lambda *a: None, **settings)
     assert resumed["resumed_from"] == (1, 4)
     w_full, m_full = saved_weights(full["directory"])
     w_res, m_res = saved_weights(resumed["directory"])
