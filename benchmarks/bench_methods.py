@@ -65,6 +65,9 @@ def parse_args(argv=None):
     p.add_argument("--batch-size", type=int, default=256)
     p.add_argument("--predictor-hidden-dim", type=int, default=256)
     p.add_argument("--queue-size", type=int, default=4096)
+    p.add_argument("--num-prototypes", type=int, default=None,
+                   help="SwAV / DINO / each DeepCluster v2 head (default: "
+                   "the methods' own; fewer for a small dataset)")
     p.add_argument("--monitor-every", type=int, default=5)
     p.add_argument("--few-labels", type=int, default=10)
     p.add_argument("--methods", default="all",
@@ -106,6 +109,8 @@ def command(args, method, seed):
         cmd += ["--predictor-hidden-dim", str(args.predictor_hidden_dim)]
     if "queue_size" in entry["uses"]:
         cmd += ["--queue-size", str(args.queue_size)]
+    if args.num_prototypes and "num_prototypes" in entry["uses"]:
+        cmd += ["--num-prototypes", str(args.num_prototypes)]
     return cmd
 
 

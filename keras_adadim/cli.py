@@ -302,6 +302,10 @@ _PRETRAIN_FLAGS = [
      _setting("predictor_hidden_dim"),
      "hidden width of the predictor (BYOL, SimSiam, MoCo v3, NNCLR, "
      "AdaDim's --predictor)"),
+    ("--num-prototypes", "num_prototypes", _setting("num_prototypes"),
+     "prototypes of SwAV and DINO, and of each DeepCluster v2 head "
+     "(default: the method's, 3000 / 4096 / 3 x 3000; fewer for a small "
+     "dataset)"),
     ("--queue-size", "queue_size", _setting("queue_size"),
      "rows of NNCLR's support set / each of MoCo v2+'s negative queues"),
     ("--temperature", "temperature", _setting("temperature"),

@@ -78,6 +78,7 @@ RULES = {
     "predictor": Rule("bool"),
     "predictor_hidden_dim": Rule(_INT, 1, nullable=True),
     "queue_size": Rule(_INT, 1),
+    "num_prototypes": Rule(_INT, 1, nullable=True),
     "momentum_encoder": Rule(_FLOAT, 0, 1, nullable=True),
     "temperature": Rule(_FLOAT, 0, low_open=True),
     # beta = gamma * alpha; gamma >= 1 would outweigh the objective and a

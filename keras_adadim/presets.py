@@ -51,6 +51,9 @@ DEFAULTS = {
     "predictor": False,  # AdaDim's optional predictor (methods with one always have it)
     "predictor_hidden_dim": 256,  # None: the method's own default
     "queue_size": 512,  # NNCLR's support set, MoCo v2+'s queues (65,536: paper presets)
+    # SwAV's / DINO's prototypes, each DeepCluster v2 head's (None: the
+    # method's own, 3000 / 4096 / 3 x 3000; fewer for small datasets).
+    "num_prototypes": None,
     "momentum_encoder": None,  # e.g. 0.996; BYOL / MoCo v3: base momentum
     "temperature": 0.1,
     "gamma": 1e-4,
@@ -290,7 +293,7 @@ METHODS = {
     "swav": {
         "class": "keras_adadim.methods.swav.SwAV", "kwargs": {},
         "uses": {"temperature": "temperature", "queue_size": "queue_size",
-                 "seed": "seed"},
+                 "num_prototypes": "num_prototypes", "seed": "seed"},
         "settings": {"temperature": 0.1, "queue_size": 3840},
         "reference": "SwAV (Caron et al., 2020)", "views": 2,
         "teacher": "-", "queue": "embeddings 3,840 (per view, from epoch 50)",
@@ -300,7 +303,8 @@ METHODS = {
     },
     "dino": {
         "class": "keras_adadim.methods.dino.DINO", "kwargs": {},
-        "uses": {"momentum_encoder": "base_momentum", "seed": "seed"},
+        "uses": {"momentum_encoder": "base_momentum",
+                 "num_prototypes": "num_prototypes", "seed": "seed"},
         "settings": {},
         "reference": "DINO (Caron et al., 2021)", "views": 2,
         "teacher": "EMA 0.9995 -> 1", "queue": "- (centre, EMA 0.9)",
@@ -322,7 +326,7 @@ METHODS = {
     "deepclusterv2": {
         "class": "keras_adadim.methods.deepcluster.DeepClusterV2", "kwargs": {},
         "uses": {"temperature": "temperature", "queue_size": "memory_size",
-                 "seed": "seed"},
+                 "num_prototypes": "num_prototypes", "seed": "seed"},
         "settings": {"temperature": 0.1, "queue_size": 4096},
         "reference": "DeepCluster v2 (Caron et al., 2020)", "views": 2,
         "teacher": "-", "queue": "memory bank 4,096 (per view; k-means each epoch)",

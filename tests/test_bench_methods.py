@@ -67,5 +67,10 @@ def test_cell_commands_share_the_budget(bench, tmp_path):
     assert "--predictor-hidden-dim" not in cmds["barlow_twins"]
     assert "--predictor-hidden-dim" not in cmds["adadim"]
     assert "--queue-size" in cmds["nnclr"] and "--queue-size" not in cmds["byol"]
+    assert not any("--num-prototypes" in cmd for cmd in cmds.values())
+    args = bench["parse_args"](["--out", str(tmp_path), "--num-prototypes", "64"])
+    swav, byol = (bench["command"](args, m, 0) for m in ("swav", "byol"))
+    assert swav[swav.index("--num-prototypes") + 1] == "64"
+    assert "--num-prototypes" not in byol  # BYOL has no prototypes
     with pytest.raises(ValueError, match="Unknown method"):
         bench["cells"](bench["parse_args"](["--out", str(tmp_path), "--only", "byl:0"]))

@@ -48,7 +48,9 @@ class DeepClusterV2(base.Method):
     and the head. Logged term: ``deepclusterv2``.
 
     Args:
-        num_prototypes: K_h of each head (a sequence; an int: one head).
+        num_prototypes: K_h of each head (a sequence), or one K for each
+            of ``num_heads`` heads (``--num-prototypes``).
+        num_heads: heads when ``num_prototypes`` is one K.
         temperature: T.
         kmeans_iterations: k-means iterations per epoch.
         memory_size: rows of each view's memory bank (>= every K_h).
@@ -58,11 +60,13 @@ class DeepClusterV2(base.Method):
     term_names = ("deepclusterv2",)
 
     def __init__(self, num_prototypes=(3000, 3000, 3000), temperature=0.1,
-                 kmeans_iterations=10, memory_size=65536, seed=0, **kwargs):
+                 kmeans_iterations=10, memory_size=65536, seed=0, num_heads=3,
+                 **kwargs):
         kwargs.setdefault("name", "deepclusterv2")
         super().__init__(**kwargs)
         if isinstance(num_prototypes, int):
-            num_prototypes = (num_prototypes,)
+            num_prototypes = (num_prototypes,) * check_number(
+                "num_heads", num_heads, 1, integer=True)
         num_prototypes = tuple(int(k) for k in num_prototypes)
         if not num_prototypes or min(num_prototypes) < 1:
             raise ValueError(
@@ -75,7 +79,7 @@ class DeepClusterV2(base.Method):
                 f"The memory bank (`memory_size` {memory_size}, --queue-size) "
                 f"must hold at least as many embeddings as the largest head "
                 f"has prototypes ({max(num_prototypes)}) for k-means to run. "
-                "Use a larger bank or fewer prototypes.")
+                "Use a larger bank or fewer prototypes (--num-prototypes).")
         self.temperature = float(temperature)
         self.kmeans_iterations = int(kmeans_iterations)
         self.seed = int(seed)

@@ -237,7 +237,36 @@ def test_deepclusterv2_refuses_a_bank_smaller_than_its_prototypes():
         get_method("deepclusterv2", num_prototypes=(100,), memory_size=50)
 
 
+def test_deepclusterv2_one_prototype_count_is_per_head():
+    """An int K (what --num-prototypes gives) keeps the method's heads:
+    ``num_heads`` (3) heads of K prototypes; a sequence sets each head."""
+    method = get_method("deepclusterv2", num_prototypes=5, memory_size=20)
+    assert method.get_config()["num_prototypes"] == [5, 5, 5]
+    method = get_method("deepclusterv2", num_prototypes=5, num_heads=2,
+                        memory_size=20)
+    assert method.get_config()["num_prototypes"] == [5, 5]
+    method = get_method("deepclusterv2", num_prototypes=(7, 4), memory_size=20)
+    assert method.get_config()["num_prototypes"] == [7, 4]
+
+
 # ------------------------------------------------------- the command line
+@pytest.mark.parametrize("method,attribute", [
+    ("swav", "num_prototypes"), ("dino", "num_prototypes"),
+    ("deepclusterv2", "num_prototypes")])
+def test_cli_num_prototypes_reaches_the_method(method, attribute):
+    """`--num-prototypes K` sets SwAV's and DINO's prototypes and each
+    DeepCluster v2 head's (for datasets smaller than the defaults' 3000 /
+    4096), and a method without prototypes refuses the flag."""
+    from keras_adadim import cli
+    from keras_adadim import presets
+
+    config = cli.pretrain_config(cli.build_parser().parse_args(
+        ["pretrain", "--method", method, "--num-prototypes", "40"]))
+    config_out = get_method(method, **presets.method_arguments(config)).get_config()
+    expected = [40, 40, 40] if method == "deepclusterv2" else 40
+    assert config_out[attribute] == expected
+    assert cli.main(["pretrain", "--method", "byol", "--num-prototypes", "40",
+                     "--print-config"]) == 2
 @pytest.mark.parametrize("method", ["swav", "dino", "ressl", "deepclusterv2"])
 def test_cli_accepts_the_method(method):
     """`adadim pretrain --method M` resolves to M with its registry
