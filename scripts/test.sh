@@ -25,7 +25,16 @@ if ! python -c "import keras_adadim, jax, torch, pytest, scipy, tensorboard" 2>/
 fi
 export TF_CPP_MIN_LOG_LEVEL=3
 work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
+others=
+cleanup() {  # also on Ctrl-C: a background pass would run on unseen
+  if [ -n "$others" ]; then
+    pkill -P "$others" 2>/dev/null || true
+    kill "$others" 2>/dev/null || true
+  fi
+  rm -rf "$work"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
 
 run_pass() {  # backend: one pytest session, its own temporary directory
   echo "=== KERAS_BACKEND=$1 ==="
