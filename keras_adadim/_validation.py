@@ -7,12 +7,13 @@ run only on concrete tensors, see ``_backend.is_concrete``.
 """
 
 import contextlib
+import math
+import numbers
 import threading
 
-import keras
-from keras import ops
-
-from keras_adadim._backend import is_concrete
+# Keras (and the backend) are imported inside the tensor checks, not here:
+# ``config_checks`` (which the command line imports) uses this module's
+# number rule, and ``adadim --help`` must start without a backend.
 
 _CHECKS = threading.local()
 
@@ -27,6 +28,9 @@ def as_matrix(x, name="x", min_rows=1):
     Raises ValueError for a wrong rank, a non-floating dtype, too few rows or
     (on concrete values) NaN/Inf entries.
     """
+    import keras
+    from keras import ops
+
     x = ops.convert_to_tensor(x)
     dtype = keras.backend.standardize_dtype(x.dtype)
     if len(x.shape) != 2:
@@ -74,6 +78,10 @@ def check_finite(x, name="x"):
     """
     if getattr(_CHECKS, "off", False):
         return
+    from keras import ops
+
+    from keras_adadim._backend import is_concrete
+
     all_finite = ops.all(ops.isfinite(x))
     if is_concrete(all_finite) and not bool(all_finite):
         raise ValueError(
@@ -101,24 +109,95 @@ def check_same_rows(a, b, name_a, name_b):
             )
 
 
-def check_number(name, value, low=None, high=None, *, low_open=False,
-                 high_open=False, integer=False):
-    """A constructor argument as ``float`` (``int`` when ``integer``) if it
-    is a number in the range, else ``ValueError`` naming it and the range:
-    "`temperature` must be > 0; got -1." (NaN is outside every range;
-    ``True`` / ``False`` are not numbers here)."""
+# ------------------------------------------------------------------ numbers
+# The one range rule for numbers given as settings: the methods' constructor
+# arguments (``check_number``) and the run settings (``config_checks``, the
+# command line's and ``presets.resolve``'s) both apply ``number_rule``, each
+# with its own wording, so the two cannot disagree on a value.
+
+
+class NumberRefused(ValueError):
+    """``number_rule`` refused a value. ``reason`` is ``"type"`` (not a
+    number: text, ``True`` / ``False``, ``None``, ...; or not a whole number
+    where an integer is needed), ``"finite"`` (``inf``, ``-inf``, NaN) or
+    ``"range"`` (a finite number outside the range)."""
+
+    def __init__(self, reason):
+        super().__init__(reason)
+        self.reason = reason
+
+
+def _real(value):
+    """``value`` as an ``int`` (integer types) or a ``float``, or None if it
+    is not a real number. Python and NumPy numbers, and one-element arrays
+    or tensors of an integer or floating dtype, are; text (``"0.5"``),
+    ``True`` / ``False`` (NumPy's too) and ``None`` are not."""
     if isinstance(value, bool):
-        number = None
+        return None
+    if isinstance(value, numbers.Integral):
+        return int(value)
+    if isinstance(value, numbers.Real):
+        return float(value)
+    dtype = str(getattr(value, "dtype", ""))  # NumPy, TF, PyTorch, JAX
+    if "bool" in dtype or not ("int" in dtype or "float" in dtype):
+        return None
+    try:
+        return int(value) if "int" in dtype else float(value)
+    except (TypeError, ValueError, OverflowError):  # more than one element
+        return None
+
+
+def number_rule(value, low=None, high=None, *, low_open=False,
+                high_open=False, integer=False):
+    """``value`` as a ``float`` (an ``int`` when ``integer``) if it is a
+    finite real number in the range, else ``NumberRefused``.
+
+    The range is ``low`` to ``high`` (either None: unbounded), each end
+    included unless ``low_open`` / ``high_open``. Where ``integer``, whole
+    floats (``2.0``) are accepted and returned as ``int``; ``2.5`` is not.
+    ``inf``, ``-inf`` and NaN are refused whatever the range (reason
+    ``"finite"``); ``True`` / ``False`` are not numbers here.
+    """
+    number = _real(value)
+    if number is None:
+        raise NumberRefused("type")
+    if isinstance(number, float) and not math.isfinite(number):
+        raise NumberRefused("finite")
+    if integer:
+        if isinstance(number, float):
+            if not number.is_integer():
+                raise NumberRefused("type")
+            number = int(number)
     else:
         try:
-            number = float(value)
-        except (TypeError, ValueError):
-            number = None
-    if integer and number is not None and not number.is_integer():
-        number = None
+            number = float(number)
+        except OverflowError:  # an int beyond the largest float
+            raise NumberRefused("finite") from None
+    if low is not None and (number <= low if low_open else number < low):
+        raise NumberRefused("range")
+    if high is not None and (number >= high if high_open else number > high):
+        raise NumberRefused("range")
+    return number
+
+
+def check_number(name, value, low=None, high=None, *, low_open=False,
+                 high_open=False, integer=False):
+    """A constructor argument as ``float`` (``int`` when ``integer``) if
+    ``number_rule`` accepts it, else ``ValueError`` naming it, the range
+    and the value: "`temperature` must be > 0; got -1." ("... got inf,
+    which is not a finite number." for inf / NaN; "`size` must be an
+    integer; got 2.5." for a value of the wrong type)."""
+    try:
+        return number_rule(value, low, high, low_open=low_open,
+                           high_open=high_open, integer=integer)
+    except NumberRefused as refused:
+        reason = refused.reason
     kind = "an integer" if integer else "a number"
-    if number is None:
-        raise ValueError(f"`{name}` must be {kind}; got {value!r}.")
+    if reason == "type":
+        raise ValueError(f"`{name}` must be {kind}; got {value!r}.") from None
+    if low is None and high is None:  # only a non-finite value is refused
+        raise ValueError(f"`{name}` must be a finite number; got {value}.") \
+            from None
     if high is None:
         bound = f"{'>' if low_open else '>='} {low}"
     elif low is None:
@@ -126,9 +205,7 @@ def check_number(name, value, low=None, high=None, *, low_open=False,
     else:
         bound = (f"in {'(' if low_open else '['}{low}, {high}"
                  f"{')' if high_open else ']'}")
-    inside = number == number and (  # NaN compares unequal
-        low is None or (number > low if low_open else number >= low)) and (
-        high is None or (number < high if high_open else number <= high))
-    if not inside:
-        raise ValueError(f"`{name}` must be {bound}; got {value}.")
-    return int(number) if integer else number
+    if reason == "finite":
+        raise ValueError(f"`{name}` must be {bound}; got {value}, which is "
+                         "not a finite number.") from None
+    raise ValueError(f"`{name}` must be {bound}; got {value}.") from None

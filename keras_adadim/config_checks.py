@@ -10,6 +10,10 @@ what it accepts. Both front doors read it, so they cannot drift apart:
   ``validate(config)`` before any data is loaded or any model built; the
   ``ValueError`` names the setting (``epochs``) and the fix.
 
+Numbers are checked by ``_validation.number_rule``, the rule the methods'
+constructor arguments are checked by (``_validation.check_number``): one
+range rule (type, finite, ends open or closed), worded here for settings.
+
 Nothing here imports Keras or a backend (the command line starts fast).
 The names of backbones, projectors, optimizers, ... are repeated here
 because their modules import Keras; ``tests/test_run_validation.py``
@@ -18,8 +22,10 @@ checks that the lists agree.
 
 import dataclasses
 import difflib
-import math
 import numbers
+
+from keras_adadim._validation import NumberRefused
+from keras_adadim._validation import number_rule
 
 
 @dataclasses.dataclass(frozen=True)
@@ -155,25 +161,24 @@ def _refuse(rule, value):
     raise SettingError(message)
 
 
-def _in_range(rule, number):
-    if rule.kind == _FLOAT and not math.isfinite(number):
-        return False
-    if rule.choices:
-        return number in rule.choices
-    if rule.low is not None and (number <= rule.low if rule.low_open
-                                 else number < rule.low):
-        return False
-    if rule.high is not None and (number >= rule.high if rule.high_open
-                                  else number > rule.high):
-        return False
-    return True
+def _number(rule, value, low, high):
+    """``value`` as an ``int`` (kind ``int``) or ``float`` if the shared
+    number rule (``_validation.number_rule``) accepts it in [low, high]
+    (ends open as ``rule`` says), else ``SettingError``."""
+    try:
+        return number_rule(value, low, high, low_open=rule.low_open,
+                           high_open=rule.high_open,
+                           integer=rule.kind == _INT)
+    except NumberRefused:
+        _refuse(rule, value)
 
 
 def check(key, value):
     """``value`` if setting ``key`` accepts it (as the library passes it:
     ``int``, ``float``, ``str``, ``bool``, ``None``), else ``SettingError``.
     Integral floats (``2.0``) are accepted as integers and returned as
-    ``int``; ``True``/``False`` are not numbers here."""
+    ``int``; ``True``/``False``, text and non-finite numbers are not
+    numbers here (``_validation.number_rule``)."""
     rule = RULES[key]
     if value is None:
         if rule.nullable:
@@ -197,24 +202,11 @@ def check(key, value):
             _refuse(rule, value)
         return value
     if rule.kind == "alpha":
-        if value in ALPHA_SCHEDULES:
+        if isinstance(value, str) and value in ALPHA_SCHEDULES:
             return value
-        if (isinstance(value, numbers.Real) and not isinstance(value, bool)
-                and 0.0 <= float(value) <= 1.0):  # NaN fails too
-            return float(value)
-        _refuse(rule, value)
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        _refuse(rule, value)
-    if rule.kind == _INT:
-        if isinstance(value, numbers.Integral):
-            number = int(value)
-        elif math.isfinite(value) and float(value).is_integer():
-            number = int(value)
-        else:
-            _refuse(rule, value)
-    else:
-        number = float(value)
-    if not _in_range(rule, number):
+        return _number(rule, value, 0.0, 1.0)  # as methods.adadim's alpha
+    number = _number(rule, value, rule.low, rule.high)
+    if rule.choices and number not in rule.choices:
         _refuse(rule, value)
     return number
 
