@@ -105,10 +105,12 @@ def _tensorboard(run, log):
 
 # ---------------------------------------------------------------- building
 def build_model(config, num_classes=None, image_shape=None,
-                augmentation=None):
+                augmentation=None, num_images=None):
     """Encoder, projector (and predictor) and the ``AdaDimModel`` of a
     configuration. ``image_shape`` is (H, W, C) of the views;
-    ``augmentation``: the model's view layers (``--augment-on device``)."""
+    ``augmentation``: the model's view layers (``--augment-on device``);
+    ``num_images``: the training set's size, for a method with per-image
+    state (``needs_index``: DeepCluster v2's memory bank)."""
     from keras_adadim.models import AdaDimModel
     from keras_adadim.models import backbones
     from keras_adadim.models import heads
@@ -138,6 +140,9 @@ def build_model(config, num_classes=None, image_shape=None,
     from keras_adadim import methods
 
     args = presets_lib.method_arguments(config)
+    if methods.method_class(config["method"]).needs_index \
+            and num_images is not None:
+        args["num_images"] = int(num_images)
     if config["predictor"] and "predictor" in \
             presets_lib.METHODS[config["method"]]["uses"]:
         # AdaDim's optional predictor (methods with one build their own).
@@ -373,6 +378,7 @@ class PreparedData:
     augment_on: str = "host"  # "device": the stream holds plain images
     local_crops: int = 0  # multi-crop: local views besides the two
     local_crop_size: object = None  # their side (None: 3/7 of image_size)
+    with_index: bool = False  # batches carry image indices (needs_index)
 
     def stream(self, epoch, step=0):
         from keras_adadim import data as data_lib
@@ -384,6 +390,7 @@ class PreparedData:
             step=step, augment_on=self.augment_on,
             local_crops=self.local_crops,
             local_crop_size=self.local_crop_size,
+            with_index=self.with_index,
         )
 
     def device_augmentation(self):
@@ -456,7 +463,14 @@ def prepare_data(config, log=print):
         augment_on=config.get("augment_on", "host"),
         local_crops=_local_crops(config),
         local_crop_size=config.get("local_crop_size"),
+        with_index=_needs_index(config),
     )
+
+
+def _needs_index(config):
+    from keras_adadim import methods
+
+    return bool(methods.method_class(config["method"]).needs_index)
 
 
 def _check_data_size(train, test, config):
@@ -539,16 +553,25 @@ def build_training(config, data):
         config, num_classes=data.train.num_classes if data.labelled else None,
         image_shape=(side, side, data.channels),
         augmentation=data.device_augmentation(),
+        num_images=data.train.num_examples,
     )
     random_encoder = keras.models.clone_model(model.encoder)
     model.compile(optimizer=build_optimizer(config, data.steps_per_epoch),
                   steps_per_execution=int(
                       config.get("steps_per_execution") or 1))
     first = next(iter(data.stream(0).take(1)))[0]
-    model(tuple(np.asarray(v) for v in first) if isinstance(first, tuple)
-          else np.asarray(first))
+    model(_as_numpy(first))
     model.optimizer.build(model.trainable_variables)
     return model, random_encoder
+
+
+def _as_numpy(batch):
+    """A batch's tensors as NumPy arrays, in the batch's structure."""
+    if isinstance(batch, dict):
+        return {k: _as_numpy(v) for k, v in batch.items()}
+    if isinstance(batch, (tuple, list)):
+        return tuple(_as_numpy(v) for v in batch)
+    return np.asarray(batch)
 
 
 @dataclasses.dataclass

@@ -364,12 +364,14 @@ def ressl(student, teacher, queue, student_temperature, teacher_temperature):
 def deepclusterv2(scores, assignments, temperature):
     """DeepCluster v2: per head h, cross-entropy of every crop's
     softmax(scores / T) with the head's cluster index of each sample
-    (a one-hot target), over crops and samples; mean over heads."""
+    (a one-hot target), over crops and the samples with a cluster (-1:
+    none, ignored; a head with none gives 0); mean over heads."""
     heads = []
     for crops, labels in zip(scores, assignments):
         terms = []
         for s in crops:
             for row, c in zip(_f64(s), labels):
-                terms.append(-_log_softmax_row(row / temperature)[int(c)])
-        heads.append(np.mean(terms))
+                if int(c) >= 0:
+                    terms.append(-_log_softmax_row(row / temperature)[int(c)])
+        heads.append(np.mean(terms) if terms else 0.0)
     return float(np.mean(heads))

@@ -80,7 +80,10 @@ def _make_model(**kwargs):
     # Build symbolically (inside the caller's strategy scope, if any): an
     # eager forward pass costs seconds on JAX.
     views = [keras.KerasTensor((B, 8, 8, 1)) for _ in range(2)]
-    model(views)
+    if model.method.needs_index:
+        model({"views": views, "index": keras.KerasTensor((B,), dtype="int32")})
+    else:
+        model(views)
     return model
 
 
@@ -207,11 +210,17 @@ def _replica_spread_tf(model, strategy):
     return spread
 
 
-def _tf_dataset():
+def _tf_dataset(with_index=False):
+    """The batches ``((x1, x2), y)``; with image indices
+    ``({"views": (x1, x2), "index": i}, y)``."""
+    import numpy as np
     import tensorflow as tf
 
     x1, x2, y = _data()
-    ds = tf.data.Dataset.from_tensor_slices(((x1, x2), y))
+    x = (x1, x2)
+    if with_index:
+        x = {"views": x, "index": np.arange(len(x1), dtype="int64")}
+    ds = tf.data.Dataset.from_tensor_slices((x, y))
     return ds.batch(B, drop_remainder=True).repeat()
 
 
@@ -340,9 +349,8 @@ def _sinkhorn_jax(distribution):
 # a 4-replica step is the cost), single device vs 4 devices.
 NEW_METHODS = ("byol", "simsiam", "barlow_twins", "mocov3", "nnclr",
                "mocov2plus", "swav", "dino", "ressl", "deepclusterv2")
-# FeatureQueue state: queues, support sets, memory banks (how many).
-QUEUE_METHODS = {"nnclr": 1, "mocov2plus": 2, "swav": 2, "ressl": 1,
-                 "deepclusterv2": 2}
+# FeatureQueue state: queues and support sets (how many).
+QUEUE_METHODS = {"nnclr": 1, "mocov2plus": 2, "swav": 2, "ressl": 1}
 QUEUE = 2 * B  # the queues: the pushed global batch + older rows
 
 
@@ -366,9 +374,43 @@ def _method_model(name):
                  "queue_start_epoch": 0},
         "dino": {"num_prototypes": 16, "freeze_last_layer_epochs": 0,
                  "base_momentum": 0.9},
-        "deepclusterv2": {"num_prototypes": (8, 6)},
+        "deepclusterv2": {"num_prototypes": (8, 6), "num_images": B * STEPS},
     }.get(name, {}))
-    return _make_model(method=ka.methods.get_method(name, **kwargs))
+    model = _make_model(method=ka.methods.get_method(name, **kwargs))
+    if model.method.needs_index:
+        _fill_banks(model)
+    return model
+
+
+def _fill_banks(model):
+    """DeepCluster v2's memory banks as after an epoch (seeded unit rows,
+    every image embedded), so that the k-means before the step gives every
+    image a cluster and the step has a loss and gradients (with empty
+    banks the first epoch's loss is 0)."""
+    import numpy as np
+
+    from keras_adadim.methods.clustering import MemoryBank
+
+    rng = np.random.default_rng(11)
+    for layer in model.method._flatten_layers():
+        if isinstance(layer, MemoryBank):
+            rows = rng.normal(size=tuple(layer.rows.shape))
+            layer.rows.assign((rows / np.linalg.norm(rows, axis=1, keepdims=True)
+                               ).astype("float32"))
+            layer.filled.assign(np.ones(tuple(layer.filled.shape), "float32"))
+
+
+def _banks(model):
+    """The method's MemoryBanks' rows, stacked (banks, N, F), or None."""
+    import keras
+    import numpy as np
+
+    from keras_adadim.methods.clustering import MemoryBank
+
+    banks = [keras.ops.convert_to_numpy(layer.rows)
+             for layer in model.method._flatten_layers()
+             if isinstance(layer, MemoryBank)]
+    return np.stack(banks) if banks else None
 
 
 def _queue(model):
@@ -392,9 +434,10 @@ def _one_step(model, initial):
     import keras
 
     model.set_weights(initial)
-    start, queue0 = _trainable(model), _queue(model)
+    start, queue0, banks0 = _trainable(model), _queue(model), _banks(model)
     t0, c0 = time.time(), time.process_time()
-    history = model.fit(_tf_dataset(), epochs=1, steps_per_epoch=1, verbose=0)
+    history = model.fit(_tf_dataset(model.method.needs_index), epochs=1,
+                        steps_per_epoch=1, verbose=0)
     print(f"{model.method.name} 1 step: {time.time() - t0:.1f}s wall, "
           f"{time.process_time() - c0:.1f}s CPU", file=sys.stderr)
     return {
@@ -404,6 +447,8 @@ def _one_step(model, initial):
         "weights": [keras.ops.convert_to_numpy(w) for w in model.weights],
         "queue0": queue0,
         "queue": _queue(model),
+        "banks0": banks0,
+        "banks": _banks(model),
         "center": (keras.ops.convert_to_numpy(model.method.center)
                    if model.method.name == "dino" else None),
     }
@@ -454,6 +499,18 @@ def _compare_step(single, multi):
                 and bool(np.all(np.any(qs_[:B] != q0_[:B], axis=1)))
         cmp["queue_same_order"] = bool(same)
         cmp["queue_pushed_global_batch"] = bool(pushed)
+    if single["banks"] is not None:
+        b0, bs, bm = single["banks0"], single["banks"], multi["banks"]
+        cmp["bank_diff"] = float(np.max(np.abs(bs - bm)))
+        cmp["bank_max"] = float(np.max(np.abs(bs)))
+        # Rows written by the step, per bank: on one device exactly the
+        # first batch's images 0 .. B-1.
+        cmp["bank_rows_written"] = [
+            np.flatnonzero(np.any(after != before, axis=1)).tolist()
+            for after, before in zip(bs, b0)]
+        cmp["bank_rows_written_multi"] = [
+            np.flatnonzero(np.any(after != before, axis=1)).tolist()
+            for after, before in zip(bm, b0)]
     return cmp
 
 
@@ -922,9 +979,8 @@ def test_new_method_one_step_equals_single_device(results, backend, method):
 @pytest.mark.parametrize("method", list(QUEUE_METHODS))
 def test_queue_holds_the_global_batch_in_order(results, backend, method):
     """After one step NNCLR's support set, each of MoCo v2+'s and SwAV's two
-    queues, ReSSL's queue and DeepCluster v2's two memory banks hold the B
-    rows of the global batch in front (not a replica's B / 4), in the
-    one-device order."""
+    queues and ReSSL's queue hold the B rows of the global batch in front
+    (not a replica's B / 4), in the one-device order."""
     cmp = results[backend]["methods"][method]
     assert cmp["queues"] == QUEUE_METHODS[method], cmp
     assert cmp["queue_pushed_global_batch"], cmp  # one device: B rows in
@@ -934,6 +990,19 @@ def test_queue_holds_the_global_batch_in_order(results, backend, method):
     # embeddings), the weight tolerance of the tests above; a misplaced row
     # would differ by O(queue_max).
     assert cmp["queue_diff"] <= 1e-5 * max(1.0, cmp["queue_max"]), cmp
+
+
+@pytest.mark.parametrize("backend", ["jax", "tensorflow"])
+def test_memory_bank_holds_the_global_batch_by_index(results, backend):
+    """After one step DeepCluster v2's two memory banks hold the embeddings
+    of the global batch's B images under their indices (not a replica's
+    B / 4), equal to the one-device rows; a per-replica write would leave
+    the other replicas' rows (and TF's replicas would disagree)."""
+    cmp = results[backend]["methods"]["deepclusterv2"]
+    assert cmp["bank_rows_written"] == [list(range(B))] * 2, cmp
+    assert cmp["bank_rows_written_multi"] == [list(range(B))] * 2, cmp
+    assert cmp["bank_diff"] <= 1e-5 * max(1.0, cmp["bank_max"]), cmp
+    assert cmp["first_step"]["deepclusterv2"][0] > 0.1, cmp  # clusters in use
 
 
 def test_tensorflow_per_replica_barlow_twins_fails_the_equality(results):

@@ -187,13 +187,18 @@ def pretraining_dataset(
     augment_on="host",
     local_crops=0,
     local_crop_size=None,
+    with_index=False,
 ):
     """The batched stream of views for pre-training: ``((x1, x2), y)``, or
     ``((x1, x2),)`` with ``with_labels=False`` (a plain pair would be read
     by Keras as ``(x, y)``); views float32 ``[b, S, S, C]`` in [0, 1],
     labels int64 (-1 without labels), prefetched. With more views (a tuple
     of N ``ViewSpec``, or ``local_crops`` = k > 0: multi-crop) each element
-    holds N views ``(x1, ..., xN)``, each at its own size.
+    holds N views ``(x1, ..., xN)``, each at its own size. With
+    ``with_index=True`` the views come with each image's index in the
+    split, ``({"views": (x1, x2), "index": i}, y)`` (int64 in
+    ``[0, num_examples)``; the storage order for streamed sources), for
+    methods that keep per-image state (DeepCluster v2's memory bank).
 
     One stream over all epochs. Epoch ``e`` is a fresh shuffle of the
     split with fresh augmentations, both a deterministic function of
@@ -241,6 +246,8 @@ def pretraining_dataset(
         seed: seeds the shuffle and the augmentations.
         shuffle_buffer: block size of the shuffle of streamed sources.
         with_labels: yield ``((x1, x2), y)`` (else ``((x1, x2),)``).
+        with_index: yield ``{"views": ..., "index": i}`` in place of the
+            views (above).
         drop_remainder: drop each epoch's last partial batch (default;
             then every batch has ``batch_size`` images).
         epoch: first epoch of the stream.
@@ -297,7 +304,7 @@ def pretraining_dataset(
 
     @tf.autograph.experimental.do_not_convert
     def make(payload, e, k):
-        image, label = load(payload)
+        image, label, index = load(payload)
         x = tf.cast(image, tf.float32) / 255.0
         _, aug_key = keys(e)
         s = tf.random.experimental.stateless_fold_in(aug_key, k)
@@ -306,6 +313,8 @@ def pretraining_dataset(
         out = tuple(fn(x, s[j]) for j, fn in enumerate(views))
         if on_device:
             out = out[0]
+        if with_index:
+            out = {"views": out, "index": tf.cast(index, tf.int64)}
         if with_labels:
             return out, tf.cast(label, tf.int64)
         return (out,)
@@ -423,7 +432,8 @@ def _epoch_elements(data, n, per_epoch, keys, first_epoch, first_offset,
     """``(load, elements)``: ``elements(e)`` is epoch ``e``'s ``tf.data``
     of ``(payload, e, position)`` in its shuffled order (from position
     ``first_offset`` in epoch ``first_epoch``), ``load(payload)`` the
-    ``(image, label)`` it stands for."""
+    ``(image, label, index)`` it stands for (``index``: the image's place
+    in the split's storage order)."""
     import tensorflow as tf
 
     first_epoch = tf.constant(first_epoch, tf.int64)
@@ -449,7 +459,11 @@ def _epoch_elements(data, n, per_epoch, keys, first_epoch, first_offset,
                 (i, tf.fill(tf.shape(k), tf.cast(e, tf.int64)), k)
             )
 
-        return reader, elements
+        def load_at(i):
+            image, label = reader(i)
+            return image, label, i
+
+        return load_at, elements
     if access is None or access.encoded is None:
         raise ValueError(
             f"{data.name!r} ({data.source}) cannot be shuffled: it has "
@@ -459,8 +473,8 @@ def _epoch_elements(data, n, per_epoch, keys, first_epoch, first_offset,
     block = max(1, min(int(shuffle_buffer), n))
 
     def load(element):
-        encoded, label = element
-        return access.decode(encoded), label
+        index, (encoded, label) = element
+        return access.decode(encoded), label, index
 
     def elements(e):
         order_key, _ = keys(e)
@@ -473,11 +487,12 @@ def _epoch_elements(data, n, per_epoch, keys, first_epoch, first_offset,
         start = tf.random.stateless_uniform(
             (), rot_key, minval=0, maxval=n, dtype=tf.int64
         )
-        source = access.encoded()
+        # Numbered in storage order before the shuffle: the image's index.
+        source = access.encoded().enumerate()
         stream = source.skip(start).concatenate(source.take(start))
 
         def permute(b, chunk):
-            size = tf.shape(chunk[1], out_type=tf.int64)[0]
+            size = tf.shape(chunk[0], out_type=tf.int64)[0]
             perm = tf.argsort(tf.random.stateless_uniform(
                 (size,), tf.random.experimental.stateless_fold_in(
                     block_key, b),

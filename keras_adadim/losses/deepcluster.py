@@ -9,22 +9,25 @@ def deepclusterv2_loss(scores, assignments, temperature=0.1):
     """Each crop's prototype scores classify the sample into its k-means
     cluster, for each of H sets of prototypes (heads)::
 
-        L = 1/H sum_h  1/(V b) sum_v sum_n  -log softmax(s_hv[n] / T)_{a_h[n]}
+        L = 1/H sum_h  1/(V |A_h|) sum_v sum_{n in A_h}
+                -log softmax(s_hv[n] / T)_{a_h[n]}
 
     with ``s_hv`` the (b, K_h) scores of crop v against head h's
-    prototypes (the centroids of h's last k-means, cosine similarities)
-    and ``a_h[n]`` sample n's cluster in head h, the same for all V crops.
-    DeepCluster v2 (Caron et al., 2020, SwAV paper Appendix A.3;
-    facebookresearch/swav ``main_deepclusterv2.py``) as solo-learn's
-    ``deepclusterv2_loss_func(outputs, assignments, temperature)``;
-    T = 0.1, three heads of 3000 prototypes (the paper's Table 10).
-    solo-learn marks samples without an assignment with -1 and ignores
-    them; here every sample has one.
+    prototypes (the centroids of h's last k-means, cosine similarities),
+    ``a_h[n]`` sample n's cluster in head h, the same for all V crops, and
+    ``A_h`` the samples with a cluster: ``a_h[n] = -1`` marks a sample
+    without one (not yet clustered: the first epoch), which is ignored; a
+    head with none contributes 0. DeepCluster v2 (Caron et al., 2020, SwAV
+    paper Appendix A.3; facebookresearch/swav ``main_deepclusterv2.py``) as
+    solo-learn's ``deepclusterv2_loss_func(outputs, assignments,
+    temperature)`` (cross-entropy with ``ignore_index=-1``); T = 0.1, three
+    heads of 3000 prototypes (the paper's Table 10).
 
     Args:
         scores: per head, a sequence of V crops' (b, K_h) scores (a single
             head may be given as the sequence of crops itself).
-        assignments: per head, (b,) integer cluster indices in [0, K_h).
+        assignments: per head, (b,) integer cluster indices in [0, K_h),
+            or -1 (no cluster: ignored).
         temperature: T.
 
     Example:
@@ -55,9 +58,13 @@ def deepclusterv2_loss(scores, assignments, temperature=0.1):
                 f"indices; got shape {tuple(labels.shape)} and dtype "
                 f"{labels.dtype}.")
         k = int(crops[0].shape[1])
-        target = ops.one_hot(ops.cast(labels, "int32"), k, dtype="float32")
-        per_crop = [-ops.mean(ops.sum(
-            target * ops.log_softmax(s / float(temperature), axis=-1), axis=-1))
+        labels = ops.cast(labels, "int32")
+        known = ops.cast(labels >= 0, "float32")
+        target = ops.one_hot(ops.maximum(labels, 0), k, dtype="float32")
+        target = target * known[:, None]
+        count = ops.maximum(ops.sum(known), 1.0)
+        per_crop = [-ops.sum(
+            target * ops.log_softmax(s / float(temperature), axis=-1)) / count
             for s in crops]
         losses.append(sum(per_crop) / float(len(per_crop)))
     return sum(losses) / float(len(losses))

@@ -22,7 +22,9 @@ work: DeepCluster v2's k-means, epoch-based schedules).
 row per image of the batch (leading axis = batch), so the model can gather
 any method's outputs over replicas without knowing their names. They must
 include ``r1``, ``r2`` (the representations of the first two views: the
-online probe reads them); ``valid`` and ``views`` are the model's names.
+online probe reads them); ``valid``, ``views`` and ``index`` are the
+model's names (``index``: each image's index in the training set, in the
+rows of a method with ``needs_index``).
 
 ``step`` is a :class:`Step`: ``training`` (bool) and ``progress`` (fraction
 of the planned training steps done, a float32 scalar tensor).
@@ -79,6 +81,10 @@ class Method(keras.layers.Layer):
     adaptive = False
     # True when `targets` adds a target branch (it then gets the views).
     has_targets = False
+    # True when the method keeps per-image state: the batches must then
+    # carry each image's index in the training set, `{"views": ...,
+    # "index": i}`, which the model adds to the rows as `index`.
+    needs_index = False
     # The shared parts a method may declare in `__init__` (module docstring):
     # `self.teacher`, `self.predictor` and `self.predictor_hidden_dim`. Read
     # with `getattr(self, name, None)`: on PyTorch a layer is a torch

@@ -1,7 +1,8 @@
 """Parts of the clustering methods (SwAV, DINO, DeepCluster v2): a layer of
 prototype vectors scored by cosine similarity, the epoch counter that their
-epoch-based schedules read inside the compiled step, and spherical k-means
-(DeepCluster v2's per-epoch clustering of its memory bank)."""
+epoch-based schedules read inside the compiled step, a memory bank with one
+row per training image and spherical k-means (DeepCluster v2's per-epoch
+clustering of that bank)."""
 
 import keras
 import numpy as np
@@ -61,6 +62,64 @@ class Prototypes(keras.layers.Layer):
     def get_config(self):
         return {**super().get_config(), "num_prototypes": self.num_prototypes,
                 "seed": self.seed}
+
+
+@keras.saving.register_keras_serializable(package="keras_adadim")
+class MemoryBank(keras.layers.Layer):
+    """One feature row per image of the training set, written under the
+    image's index (DeepCluster v2's memory bank: the latest embedding of
+    every image), with a mask of the rows written so far.
+
+    Under ``tf.distribute`` the model writes the global batch, so every
+    replica holds the same bank. Indices outside ``[0, num_rows)`` write
+    nothing (the method reports them; see ``in_range``).
+
+    Args:
+        num_rows: N, the number of images.
+    """
+
+    def __init__(self, num_rows, **kwargs):
+        super().__init__(**kwargs)
+        self.num_rows = check_number("num_rows", num_rows, 1, integer=True)
+        self.rows = None
+        self.filled = None
+
+    def build(self, feature_shape):
+        self.rows = self.add_weight(
+            name="rows", shape=(self.num_rows, int(feature_shape[-1])),
+            dtype="float32", initializer="zeros", trainable=False)
+        self.filled = self.add_weight(
+            name="filled", shape=(self.num_rows,), dtype="float32",
+            initializer="zeros", trainable=False)
+
+    def in_range(self, index):
+        """Whether every entry of ``index`` is a row of the bank (a bool
+        scalar tensor)."""
+        index = ops.convert_to_tensor(index)
+        return ops.all(ops.logical_and(index >= 0, index < self.num_rows))
+
+    def write(self, index, values, keep=True):
+        """Store ``values`` (b, F) at rows ``index`` (b,); ``keep`` False (a
+        skipped batch) writes nothing."""
+        index = ops.cast(index, "int32")
+        keep = ops.logical_and(ops.convert_to_tensor(keep), self.in_range(index))
+        # Clipped so no backend reads out of bounds; with `keep` False the
+        # rows written are the ones already there.
+        at = ops.clip(index, 0, self.num_rows - 1)
+        old = ops.take(self.rows, at, axis=0)
+        new = ops.where(keep, ops.stop_gradient(ops.cast(values, "float32")), old)
+        self.rows.assign(ops.scatter_update(self.rows, at[:, None], new))
+        mark = ops.where(keep, ops.ones_like(new[:, 0]), ops.take(self.filled, at))
+        self.filled.assign(ops.scatter_update(self.filled, at[:, None], mark))
+
+    def filled_rows(self):
+        """``(indices, rows)`` of the rows written so far, as NumPy arrays
+        (read on the host: for per-epoch work outside the step)."""
+        filled = np.flatnonzero(ops.convert_to_numpy(self.filled) > 0)
+        return filled, ops.convert_to_numpy(self.rows)[filled]
+
+    def get_config(self):
+        return {**super().get_config(), "num_rows": self.num_rows}
 
 
 def crop_rows(rows, prefix):

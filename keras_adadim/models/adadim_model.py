@@ -23,6 +23,11 @@ from keras_adadim.models.online_probe import OnlineLinearProbe
 
 # Outputs of `call` that are not a method's per-sample rows.
 _RESERVED_OUTPUTS = frozenset({"valid", "views"})
+# Names a method's rows may not use: the model adds `index` to the rows of
+# a method with `needs_index`.
+_MODEL_NAMES = _RESERVED_OUTPUTS | {"index"}
+# The keys of a batch that carries image indices.
+_INDEXED_KEYS = ("index", "views")
 # Batches between the host reads of the loss that detect a bad batch.
 CHECK_EVERY = 50
 
@@ -58,7 +63,10 @@ class AdaDimModel(keras.Model):
     (one layer, applied independently to each view, or one layer per view)
     it runs inside the compiled step. Batches may carry integer labels,
     ``((x1, x2), y)``: they train the online linear probe (``num_classes``)
-    and nothing else.
+    and nothing else. Methods with per-image state (``needs_index``:
+    DeepCluster v2) take ``{"views": (x1, x2), "index": i}``, the views
+    with each image's integer index in the training set
+    (``keras_adadim.data.pretraining_dataset(..., with_index=True)``).
 
     **Training.** The model overrides ``call`` (the method's forward pass
     over the views) and ``compute_loss`` (the method's target branch, loss
@@ -253,13 +261,35 @@ class AdaDimModel(keras.Model):
         return self._not_trained(self.variables)
 
     # ------------------------------------------------------------ the views
+    def _split_index(self, inputs):
+        """``(views input, index or None)`` of a batch: ``{"views": ...,
+        "index": i}`` carries each image's index in the training set (for
+        methods with per-image state), anything else is views alone."""
+        if isinstance(inputs, dict):
+            if tuple(sorted(inputs)) != _INDEXED_KEYS:
+                raise ValueError(
+                    "AdaDimModel takes images, a tuple of views `(x1, x2)`, "
+                    "or a dict {'views': ..., 'index': i} (views with each "
+                    "image's index in the training set); got a dict with "
+                    f"keys {sorted(inputs)}.")
+            index = ops.convert_to_tensor(inputs["index"])
+            if len(index.shape) != 1 or "int" not in str(index.dtype):
+                raise ValueError(
+                    "`index` must be a vector of integer image indices, one "
+                    f"per image; got shape {tuple(index.shape)} and dtype "
+                    f"{index.dtype}.")
+            return inputs["views"], index
+        if self.method.needs_index:
+            raise ValueError(
+                f"Method {self.method.name!r} keeps per-image state and needs "
+                "each image's index in the training set: feed batches "
+                "`({'views': (x1, x2), 'index': i}, y)`, e.g. "
+                "keras_adadim.data.pretraining_dataset(..., with_index=True) "
+                "(pretrain and `adadim pretrain` do).")
+        return inputs, None
+
     def _views(self, inputs):
         n = self.method.num_views
-        if isinstance(inputs, dict):
-            raise ValueError(
-                "AdaDimModel takes images or a tuple of views `(x1, x2)`, not "
-                f"a dict (keys {sorted(inputs)})."
-            )
         if isinstance(inputs, (list, tuple)):
             self._check_view_count(len(inputs))
             views = list(inputs)
@@ -335,7 +365,14 @@ class AdaDimModel(keras.Model):
         by method) plus ``valid`` (False when the batch had NaN/Inf or a
         single sample) and, for methods with a target branch, ``views``."""
         distribute.check_single_process(self)  # PyTorch: one device only
+        inputs, index = self._split_index(inputs)
         views = self._views(inputs)
+        if index is not None and index.shape[0] is not None \
+                and views[0].shape[0] is not None \
+                and index.shape[0] != views[0].shape[0]:
+            raise ValueError(
+                f"`index` has {index.shape[0]} entries for a batch of "
+                f"{views[0].shape[0]} images: give one index per image.")
         valid = ops.convert_to_tensor(ops.shape(views[0])[0] >= 2)
         for x in views:
             valid = ops.logical_and(valid, ops.all(ops.isfinite(x)))
@@ -351,11 +388,13 @@ class AdaDimModel(keras.Model):
             self._frozen_final = True
         if self.probe is not None and not self.probe.built:
             self.probe.build(rows["r1"].shape)
-        clash = _RESERVED_OUTPUTS & set(rows)
+        clash = _MODEL_NAMES & set(rows)
         if clash:
             raise ValueError(
                 f"Method {self.method.name!r} returned outputs named "
                 f"{sorted(clash)}, which the model reserves; rename them.")
+        if self.method.needs_index:
+            rows["index"] = index
         out = {**rows, "valid": valid}
         if self.method.has_targets:
             out["views"] = views
@@ -491,6 +530,23 @@ class AdaDimModel(keras.Model):
                     "instead (`keras_adadim.data.two_view_dataset`).",
                     stacklevel=2,
                 )
+
+    def build_from_config(self, config):
+        """Keras rebuilds a loaded model by a symbolic call on its saved
+        input shapes, as float32 tensors; a batch with image indices
+        (``{"views": ..., "index": i}``) needs its index to be integer."""
+        shape = (config or {}).get("input_shape")
+        if not (isinstance(shape, dict) and tuple(sorted(shape)) == _INDEXED_KEYS):
+            return super().build_from_config(config)
+        from keras import tree
+
+        inputs = {
+            "views": tree.map_shape_structure(keras.KerasTensor, shape["views"]),
+            "index": keras.KerasTensor(tuple(shape["index"]), dtype="int32"),
+        }
+        self.compute_output_spec(inputs)  # runs `call`: makes the state
+        self._build_shapes_dict = config
+        self.built = True
 
     def compile_from_config(self, config):
         # Restores the optimizer when a saved model is loaded, so that

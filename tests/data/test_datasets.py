@@ -277,6 +277,44 @@ def test_tfds_pipeline_resumes_and_covers_each_image_once(
     assert epochs[0] != epochs[1]  # reshuffled
 
 
+@pytest.mark.parametrize("in_memory", [True, False])
+def test_pipeline_with_index_gives_each_image_its_index(
+    tfds_dir, monkeypatch, in_memory
+):
+    """``with_index=True``: every view comes with its image's index in the
+    split's storage order (in-memory and streamed sources), each epoch
+    indexes distinct images, and the views, labels and order are those of
+    the stream without indices."""
+    if not in_memory:
+        monkeypatch.setattr(sources_common, "MAX_IN_MEMORY_BYTES", 0)
+    data = load_dataset("adadim_tiny_images", data_dir=str(tfds_dir))
+    images, labels = to_numpy(data)
+    spe = steps_per_epoch(data, 8)
+    kwargs = dict(batch_size=8, seed=3, epochs=2, shuffle_buffer=16)
+    plain = list(pretraining_dataset(data, None, **kwargs).as_numpy_iterator())
+    indexed = list(pretraining_dataset(data, None, with_index=True, **kwargs)
+                   .as_numpy_iterator())
+    assert len(indexed) == len(plain) == 2 * spe
+    seen = [[], []]
+    for step, ((x, y), ((x1, x2), y_plain)) in enumerate(zip(indexed, plain)):
+        assert sorted(x) == ["index", "views"] and x["index"].dtype == np.int64
+        np.testing.assert_array_equal(x["views"][0], x1)
+        np.testing.assert_array_equal(x["views"][1], x2)
+        np.testing.assert_array_equal(y, y_plain)
+        np.testing.assert_array_equal(x1, images[x["index"]])
+        np.testing.assert_array_equal(y, labels[x["index"]])
+        seen[step // spe].extend(x["index"].tolist())
+    for epoch in seen:
+        assert len(set(epoch)) == len(epoch) == spe * 8
+        assert set(epoch) <= set(range(TFDS_TRAIN))
+    assert seen[0] != seen[1]
+    # Without labels: ({"views": ..., "index": i},); resumable mid-epoch.
+    (only,) = next(iter(pretraining_dataset(
+        data, None, with_labels=False, with_index=True, epoch=1, step=2,
+        **{**kwargs, "epochs": 1}).as_numpy_iterator()))
+    np.testing.assert_array_equal(only["index"], indexed[spe + 2][0]["index"])
+
+
 def test_unprepared_known_datasets_name_data_dir_and_manual_dir(tmp_path):
     with pytest.raises(FileNotFoundError) as err:
         load_dataset("imagenet2012", data_dir=str(tmp_path), download=False)

@@ -181,6 +181,24 @@ def test_deepclusterv2_loss_matches_numpy(scores, rng):
         ref.deepclusterv2([scores], [labels[0]], 0.1), rel=RTOL)
 
 
+def test_deepclusterv2_loss_ignores_samples_without_a_cluster(scores, rng):
+    """-1 marks a sample not yet clustered (the first epoch): it is left
+    out of the mean, and a head with no clustered sample gives 0 (with a
+    zero gradient), as cross-entropy with ``ignore_index=-1``."""
+    labels = rng.integers(0, 7, 12)
+    labels[[0, 3, 4, 9]] = -1
+    got = f(L.deepclusterv2_loss(scores, labels, 0.1))
+    assert got == pytest.approx(ref.deepclusterv2([scores], [labels], 0.1), rel=RTOL)
+    kept = labels >= 0
+    assert got == pytest.approx(f(L.deepclusterv2_loss(
+        [s[kept] for s in scores], labels[kept], 0.1)), rel=RTOL)
+    none = -np.ones(12, "int64")
+    assert f(L.deepclusterv2_loss(scores, none, 0.1)) == 0.0
+    both = [scores, scores[:2]]
+    assert f(L.deepclusterv2_loss(both, [labels, none], 0.1)) == pytest.approx(
+        ref.deepclusterv2([scores], [labels], 0.1) / 2, rel=RTOL)
+
+
 def test_deepclusterv2_loss_closed_form_and_errors():
     """Scores one-hot on the assigned cluster, T = 1: log(1 + (K-1)/e)."""
     e = np.eye(4, dtype="float32")

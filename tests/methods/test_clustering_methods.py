@@ -196,56 +196,99 @@ def test_spherical_kmeans_matches_numpy(rng):
         spherical_kmeans(x[:3].astype("float32"), 4)
 
 
+def indexed(x1, x2, index):
+    return {"views": (x1, x2), "index": np.asarray(index, "int64")}
+
+
 def test_deepclusterv2_clusters_its_bank_each_epoch_and_classifies(views):
-    """Before an epoch each head's prototypes become the k-means centroids
-    of its view's memory bank (once per epoch: a repeated epoch index, as
-    in a resumed run, keeps them); the loss is the cross-entropy of both
-    views' scores with the cluster of the stop-gradient embedding; the
-    banks take each view's normalised embeddings."""
-    model = make_model("deepclusterv2", num_prototypes=(5, 4), memory_size=2 * B,
+    """Each image's normalised embeddings go into the memory banks under
+    its index; the first epoch has no clusters (loss exactly 0). Before
+    the next epoch each head's prototypes become the k-means centroids of
+    the embedded images of its view's bank, and every embedded image gets
+    its cluster (the others -1), fixed for the epoch (a repeated epoch
+    index, as in a resumed run, keeps them); the loss is the cross-entropy
+    of both views' scores with the image's cluster, looked up by index."""
+    n = 3 * B
+    model = make_model("deepclusterv2", num_prototypes=(5, 4), num_images=n,
                        kmeans_iterations=3)
     method = model.method
-    v = (views[0][:B], views[1][:B])
+    first = np.arange(2 * B, B, -1) - 1  # images 2B-1 .. B, out of order
+    v = indexed(views[0][:B], views[1][:B], first)
     model(v)  # build
     with keras.StatelessScope():  # the step's embeddings (before it trains)
-        z = [np_(model.projector(model.encoder(x, training=True), training=True)) for x in v]
-    model.fit(v, batch_size=B, epochs=1, shuffle=False, verbose=0)  # epoch 0
-    banks = [np_(b.queue).astype("float64") for b in method.banks]
+        z = [np_(model.projector(model.encoder(x, training=True), training=True))
+             for x in v["views"]]
+    history = model.fit(v, batch_size=B, epochs=1, shuffle=False, verbose=0)
+    assert history.history["deepclusterv2"] == [0.0]  # epoch 0: no clusters
+    banks = [np_(b.rows).astype("float64") for b in method.banks]
     for bank, zv in zip(banks, z):
-        np.testing.assert_allclose(bank[:B], ref.l2_normalize_rows(zv), rtol=1e-4, atol=1e-5)
+        np.testing.assert_allclose(bank[first], ref.l2_normalize_rows(zv), rtol=1e-4, atol=1e-5)
+    filled = np.zeros(n)
+    filled[first] = 1
+    for bank in method.banks:
+        np.testing.assert_array_equal(np_(bank.filled), filled)
     method.on_epoch_begin(1)
+    rows = np.sort(first)  # k-means over the embedded images, in index order
+    assigned = np_(method.assigned)
     for h, k in enumerate((5, 4)):
-        want, _ = numpy_kmeans(banks[h % 2], k, 3, [0, 1, h])
-        np.testing.assert_allclose(np_(method.heads[h].kernel), want, rtol=1e-4, atol=1e-5)
+        want_c, want_a = numpy_kmeans(banks[h % 2][rows], k, 3, [0, 1, h])
+        np.testing.assert_allclose(np_(method.heads[h].kernel), want_c, rtol=1e-4, atol=1e-5)
+        np.testing.assert_array_equal(assigned[h, rows], want_a)
+        assert np.all(assigned[h, filled == 0] == -1)
     kept = [np_(head.kernel).copy() for head in method.heads]
     method.on_epoch_begin(1)  # the same epoch again: no new clustering
     for head, k in zip(method.heads, kept):
         np.testing.assert_array_equal(np_(head.kernel), k)
-    r, loss = outputs(model, (views[0][B:], views[1][B:]))
+    np.testing.assert_array_equal(np_(method.assigned), assigned)
+    # Half the batch clustered, half never embedded (-1: left out).
+    index = np.concatenate([first[: B // 2], np.arange(B // 2)])
+    r, loss = outputs(model, indexed(views[0][B:], views[1][B:], index))
     scores = [[r[f"s1_{h}"], r[f"s2_{h}"]] for h in range(2)]
-    labels = [np.argmax(r[f"s{h % 2 + 1}_{h}"], axis=1) for h in range(2)]
+    labels = [assigned[h, index] for h in range(2)]
     c0 = ref.l2_normalize_rows(kept[0])
     np.testing.assert_allclose(r["s2_0"], ref.l2_normalize_rows(r["z2"]) @ c0.T, rtol=1e-4, atol=1e-5)
+    assert loss > 0
     assert loss == pytest.approx(ref.deepclusterv2(scores, labels, 0.1), rel=1e-4)
     # The prototypes are never trained.
     trained = {id(w) for w in model.trainable_weights}
     assert not any(id(head.kernel) in trained for head in method.heads)
 
 
-def test_deepclusterv2_refuses_a_bank_smaller_than_its_prototypes():
-    with pytest.raises(ValueError, match="memory bank.*at least as many"):
-        get_method("deepclusterv2", num_prototypes=(100,), memory_size=50)
+def test_deepclusterv2_needs_image_indices_in_range(views):
+    """Without indices the model says how to feed them; an index outside
+    the bank stops training with the guard's error and writes nothing."""
+    model = make_model("deepclusterv2", num_prototypes=(4,), num_images=B)
+    x1, x2 = views[0][:B], views[1][:B]
+    with pytest.raises(ValueError, match="needs each image's index.*with_index=True"):
+        model((x1, x2))
+    with pytest.raises(ValueError, match="vector of integer image indices"):
+        model({"views": (x1, x2), "index": np.zeros((B, 1), "int64")})
+    with pytest.raises(ValueError, match="`index` has 3 entries for a batch of 16"):
+        model(indexed(x1, x2, np.arange(3)))
+    model(indexed(x1, x2, np.arange(B)))  # build
+    with pytest.raises(ValueError, match="non-finite loss"):
+        model.fit(indexed(x1, x2, np.arange(B) + 1), batch_size=B, epochs=1,
+                  shuffle=False, verbose=0)
+    for bank in model.method.banks:
+        assert not np.any(np_(bank.filled)) and not np.any(np_(bank.rows))
+    with pytest.raises(ValueError, match="needs the training set's size.*num_images"):
+        make_model("deepclusterv2", num_prototypes=(4,))(indexed(x1, x2, np.arange(B)))
+
+
+def test_deepclusterv2_refuses_fewer_images_than_prototypes():
+    with pytest.raises(ValueError, match="50 training images into 100 clusters.*--num-prototypes"):
+        get_method("deepclusterv2", num_prototypes=(100,), num_images=50)
 
 
 def test_deepclusterv2_one_prototype_count_is_per_head():
     """An int K (what --num-prototypes gives) keeps the method's heads:
     ``num_heads`` (3) heads of K prototypes; a sequence sets each head."""
-    method = get_method("deepclusterv2", num_prototypes=5, memory_size=20)
+    method = get_method("deepclusterv2", num_prototypes=5, num_images=20)
     assert method.get_config()["num_prototypes"] == [5, 5, 5]
     method = get_method("deepclusterv2", num_prototypes=5, num_heads=2,
-                        memory_size=20)
+                        num_images=20)
     assert method.get_config()["num_prototypes"] == [5, 5]
-    method = get_method("deepclusterv2", num_prototypes=(7, 4), memory_size=20)
+    method = get_method("deepclusterv2", num_prototypes=(7, 4), num_images=20)
     assert method.get_config()["num_prototypes"] == [7, 4]
 
 
@@ -277,9 +320,8 @@ def test_cli_accepts_the_method(method):
     config = cli.pretrain_config(cli.build_parser().parse_args(
         ["pretrain", "--method", method]))
     assert config["method"] == method
-    expected = {"swav": 3840, "deepclusterv2": 4096}.get(method)
-    if expected is not None:  # their own bank / queue over the digits preset's
-        assert config["queue_size"] == expected
+    if method == "swav":  # its own queue over the digits preset's
+        assert config["queue_size"] == 3840
     built = get_method(method, **presets.method_arguments(config))
     assert type(built).__name__ == presets.METHODS[method]["class"].rpartition(".")[2]
     # A flag it does not use is refused (exit status 2, the error named).
@@ -305,10 +347,17 @@ def test_deepclusterv2_cli_run_resumes_with_its_prototypes(tmp_path):
              "--batch-size", "256", "--width", "8", "--projector-hidden-dim", "32",
              "--projector-dim", "16", "--eval", "none", "--monitor-every", "2",
              "--monitor-samples", "128", "--checkpoint-every", "2", "--seed", "0"]
+    # The default 3 x 3000 prototypes exceed digits' 1,437 images: refused
+    # before training, naming the flag.
+    assert cli.main([*flags, "--output", str(tmp_path / "refused"), "--verbose", "0"]) == 2
+    assert not os.path.exists(tmp_path / "refused" / "checkpoints")
+    flags += ["--num-prototypes", "40"]
     full, killed = str(tmp_path / "full"), str(tmp_path / "killed")
     assert cli.main([*flags, "--output", full, "--verbose", "0"]) == 0
     history = json.load(open(os.path.join(full, "history.json")))
-    assert len(history) == 2 and all(np.isfinite(r["deepclusterv2"]) for r in history)
+    # Epoch 0 fills the bank (no clusters yet); epoch 1 classifies.
+    assert [r["deepclusterv2"] == 0 for r in history] == [True, False]
+    assert np.isfinite(history[1]["deepclusterv2"])
     with pytest.raises(KeyboardInterrupt):  # epoch 1, step 3; checkpoint at step 2
         config = cli.pretrain_config(cli.build_parser().parse_args([*flags, "--output", killed]))
         training.pretrain(config, output=killed, verbose=0, log=lambda *a: None,
@@ -316,6 +365,11 @@ def test_deepclusterv2_cli_run_resumes_with_its_prototypes(tmp_path):
     assert cli.main([*flags, "--output", killed, "--verbose", "0"]) == 0
     models = [keras.saving.load_model(os.path.join(d, "model.keras")) for d in (full, killed)]
     assert int(np_(models[0].method.epoch)) == 1
+    # Every image the pipeline gave in epoch 0 (5 batches of 256 of the
+    # 1,437: the remainder is dropped) was clustered by its index.
+    assigned = np_(models[0].method.assigned)
+    assert assigned.shape == (3, 1437)
+    assert np.sum(assigned[0] >= 0) == 5 * 256 and assigned.max() < 40
     for a, b in zip(*(m.method.weights for m in models)):
         np.testing.assert_allclose(np_(a), np_(b), rtol=1e-3, atol=1e-4, err_msg=a.path)
     for a, b in zip(*(m.get_weights() for m in models)):
