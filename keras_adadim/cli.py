@@ -327,7 +327,7 @@ _PRETRAIN_FLAGS = [
      "accelerator)"),
     ("--local-crops", "local_crops", _setting("local_crops"),
      "multi-crop: K small local views besides the two global ones "
-     "(SwAV, DINO; host views; 0: off)"),
+     "(SwAV, DINO; made where --augment-on says; 0: off)"),
     ("--local-crop-size", "local_crop_size", _setting("local_crop_size"),
      "side of the local views (px; default 3/7 of --image-size)"),
     ("--epochs", "epochs", _setting("epochs"), "training epochs"),

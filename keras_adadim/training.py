@@ -253,8 +253,7 @@ def _augment_on(config):
     if setting == "auto":
         from keras_adadim import _backend
 
-        # Multi-crop's local views are made on the host only.
-        setting = ("device" if scheme != "digits" and not _local_crops(config)
+        setting = ("device" if scheme != "digits"
                    and _backend.has_accelerator() else "host")
     if setting == "device" and scheme == "digits":
         raise ValueError(
@@ -332,12 +331,6 @@ def _check_multi_crop(config):
             f"{config['method']!r}, which trains on two views only. Pass "
             "--local-crops 0, or a multi-crop method (--method "
             f"{' / '.join(MULTI_CROP_METHODS)}).")
-    if config["augment_on"] == "device":
-        raise ValueError(
-            f"`local_crops`={k} (--local-crops {k}) with `augment_on`="
-            "'device' (--augment-on device): the device path makes two "
-            "views of one size. Pass --augment-on host (multi-crop views "
-            "are made in tf.data), or --local-crops 0.")
     if _scheme_of(config) == "digits":
         raise ValueError(
             f"`local_crops`={k} (--local-crops {k}) with the 'digits' "
@@ -388,7 +381,8 @@ class PreparedData:
             image_size=self.image_size, batch_size=self.batch_size,
             seed=self.seed, with_labels=self.labelled, epoch=epoch,
             step=step, augment_on=self.augment_on,
-            local_crops=self.local_crops,
+            # On the device path the model makes the local crops.
+            local_crops=self.local_crops if self.augment_on == "host" else 0,
             local_crop_size=self.local_crop_size,
             with_index=self.with_index,
         )
@@ -403,7 +397,8 @@ class PreparedData:
 
         return device_augmentations(
             resolve_scheme(self.train, self.augmentation), self.image_size,
-            seed=self.seed)
+            seed=self.seed, local_crops=self.local_crops,
+            local_size=self.local_crop_size)
 
 
 def _load_split(config, split):

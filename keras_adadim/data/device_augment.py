@@ -380,18 +380,43 @@ def view_specs(scheme):
         "use --augment-on host.")
 
 
-def device_augmentations(scheme, image_size, seed=None):
+def device_augmentations(scheme, image_size, seed=None, local_crops=0,
+                         local_size=None):
     """One ``DeviceAugmentation`` per view of ``scheme`` (a name of
     ``SCHEMES`` or a pair of ``ViewSpec``), for
     ``AdaDimModel(augmentation=...)``; view ``i`` is seeded with
-    ``2 * seed + i`` (None: Keras' global seed)."""
-    specs = view_specs(scheme)
-    return tuple(
-        DeviceAugmentation(
-            spec, image_size,
-            seed=None if seed is None else (2 * int(seed) + i) % 2**31,
-            name=f"device_augmentation_{i + 1}")
-        for i, spec in enumerate(specs))
+    ``2 * seed + i`` (None: Keras' global seed).
+
+    ``local_crops`` = k > 0: multi-crop (SwAV, DINO), the ``2 + k`` views
+    of ``keras_adadim.data.augment.multi_crop(scheme, k, image_size,
+    local_size)``: the two views as global crops of side ``image_size``,
+    then k local crops of side ``local_size`` (default 3/7 of
+    ``image_size``), the same specs as the host path's; local crop ``j``
+    is seeded with ``2**30 + 64 * seed + j`` (apart from every seed's
+    global views)."""
+    if int(local_crops or 0) < 1:
+        specs = view_specs(scheme)
+        return tuple(
+            DeviceAugmentation(
+                spec, image_size,
+                seed=None if seed is None else (2 * int(seed) + i) % 2**31,
+                name=f"device_augmentation_{i + 1}")
+            for i, spec in enumerate(specs))
+    from keras_adadim.data.augment import multi_crop
+
+    specs = multi_crop(view_specs(scheme), int(local_crops), image_size,
+                       local_size)
+    layers = []
+    for i, spec in enumerate(specs):
+        if i < 2:
+            view_seed = None if seed is None else (2 * int(seed) + i) % 2**31
+        else:
+            view_seed = (None if seed is None
+                         else (2**30 + 64 * int(seed) + i - 2) % 2**31)
+        layers.append(DeviceAugmentation(
+            spec, spec.size or image_size, seed=view_seed,
+            name=f"device_augmentation_{i + 1}"))
+    return tuple(layers)
 
 
 __all__ = [

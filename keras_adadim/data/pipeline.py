@@ -263,7 +263,9 @@ def pretraining_dataset(
             ``augmentation`` must then be a scheme the device path has.
         local_crops: multi-crop: k > 0 adds k local views to the scheme's
             two (``keras_adadim.data.augment.multi_crop``: SwAV's and
-            DINO's 2 global + k small local crops); host only.
+            DINO's 2 global + k small local crops). On the device path the
+            model makes them (``device_augmentations(...,
+            local_crops=k)``); pass 0 here.
         local_crop_size: side of the local views (None: 3/7 of
             ``image_size``, SwAV's 96 px at 224).
 
@@ -387,10 +389,11 @@ def _view_functions(data, scheme, image_size, on_device, local_crops,
     if on_device:
         if local_crops:
             raise ValueError(
-                f"local_crops={local_crops} (--local-crops) with "
-                "augment_on='device' (--augment-on device): the device "
-                "path makes two views of one size. Make multi-crop views on "
-                "the host: augment_on='host' (--augment-on host).")
+                f"local_crops={local_crops} with augment_on='device': the "
+                "device stream holds the un-augmented images, and the model "
+                "makes every view from them, local crops included "
+                "(keras_adadim.data.device_augment.device_augmentations(..., "
+                "local_crops=k)). Pass local_crops=0 here.")
         from keras_adadim.data.device_augment import view_specs
 
         view_specs(scheme)  # refuses host-only schemes, naming the fix

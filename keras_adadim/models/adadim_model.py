@@ -140,10 +140,16 @@ class AdaDimModel(keras.Model):
         self.probe_momentum = float(probe_momentum)
         n = self.method.num_views
         if isinstance(augmentation, (list, tuple)):
-            if len(augmentation) != n:
+            # More layers than views: multi-crop's local crops, made in
+            # the step (SwAV, DINO only).
+            if len(augmentation) < n or (
+                    len(augmentation) > n and not _multi_crop(self.method)):
                 raise ValueError(
                     f"`augmentation` must be one layer or one layer per view "
-                    f"({n}); got {len(augmentation)} layers."
+                    f"({n}; more for the local crops of "
+                    f"{' / '.join(MULTI_CROP_METHODS)}); got "
+                    f"{len(augmentation)} layers for method "
+                    f"{self.method.name!r}."
                 )
             self.augmentation = list(augmentation)
         else:
@@ -294,7 +300,8 @@ class AdaDimModel(keras.Model):
             self._check_view_count(len(inputs))
             views = list(inputs)
         else:
-            views = [inputs] * n
+            # One view per augmentation layer (2 + k with local crops).
+            views = [inputs] * max(n, len(self._augmentation_layers()))
             if self.augmentation is None and not self._warned_same_views:
                 self._warned_same_views = True
                 warnings.warn(
@@ -318,22 +325,27 @@ class AdaDimModel(keras.Model):
                 "so that the last batch is not a single image."
             )
         if self.augmentation is not None:
-            if len(views) > n:  # zip below would drop the local crops
+            augs = self._augmentation_layers()
+            if len(views) != len(augs):  # zip below would drop views
                 raise ValueError(
-                    f"Got {len(views)} views (multi-crop) and an "
-                    f"`augmentation`, which makes the method's {n} views in "
-                    "the step (--augment-on device). Make multi-crop views "
-                    "in the input pipeline only: augmentation=None "
+                    f"Got {len(views)} views and an `augmentation` of "
+                    f"{len(augs)} layers, which makes its views from one "
+                    "batch of images in the step (--augment-on device). "
+                    "Feed the un-augmented images `x` (not views), or make "
+                    "the views in the input pipeline: augmentation=None "
                     "(--augment-on host).")
-            augs = (
-                self.augmentation
-                if isinstance(self.augmentation, list)
-                else [self.augmentation] * n
-            )
             # Augmentations are random by nature: on in training and when
             # measuring the loss (evaluate), off never.
             views = [aug(x, training=True) for aug, x in zip(augs, views)]
         return views
+
+    def _augmentation_layers(self):
+        """One layer per view made in the step ([] without augmentation)."""
+        if self.augmentation is None:
+            return []
+        if isinstance(self.augmentation, list):
+            return self.augmentation
+        return [self.augmentation] * self.method.num_views
 
     def _check_view_count(self, count):
         n = self.method.num_views

@@ -266,6 +266,56 @@ def test_compiled_training_step():
     assert all(s[1] > 0 for s in states)
 
 
+def test_multi_crop_on_the_device():
+    """``device_augmentations(..., local_crops=k)``: the host path's
+    multi-crop specs (2 global crops of the image size, k local crops of
+    the local size, crop areas in their scales), each view per-sample and
+    seeded apart; SwAV trains on them through ``fit`` (compiled where the
+    two-view step is), the local crops made in the step."""
+    from keras_adadim.data.augment import multi_crop
+
+    layers = device_augmentations("asymmetric", 14, seed=3, local_crops=3,
+                                  local_size=6)
+    specs = multi_crop("asymmetric", 3, 14, 6)
+    assert [layer.view for layer in layers] == list(specs)
+    assert [layer.image_size for layer in layers] == [14, 14, 6, 6, 6]
+    seeds = [layer.seed for layer in layers]
+    assert len(set(seeds)) == 5 and seeds[:2] == [6, 7]
+    images = np.repeat(_images(1), 6, axis=0)
+    views = [_np(layer(images)) for layer in layers]
+    assert [v.shape for v in views] == [(6, 14, 14, 3)] * 2 + [(6, 6, 6, 3)] * 3
+    for v in views:
+        assert v.min() >= 0.0 and v.max() <= 1.0
+        assert min(np.abs(v[i] - v[j]).max() for i in range(6)
+                   for j in range(i + 1, 6)) > 1e-3  # per sample
+    assert np.abs(views[2] - views[3]).max() > 1e-3  # crops seeded apart
+    # Local crop areas (fraction of the image) within (0.05, 0.14) up to
+    # rounding of the sides; global within (0.14, 1).
+    local = _device_parameters(specs[2], SHAPE, 2000, seed=1)
+    area = local["height"] * local["width"] / 256.0
+    assert area.min() >= 0.03 and area.max() <= 0.17
+    assert 0.07 < np.median(area) < 0.12
+    glob = _device_parameters(specs[0], SHAPE, 2000, seed=1)
+    assert (glob["height"] * glob["width"] / 256.0).min() >= 0.11
+    # SwAV through fit on 2 global + 3 local crops made in the step.
+    jit = keras.backend.backend() != "torch"
+    inp = keras.Input((None, None, 3))
+    x = keras.layers.Conv2D(4, 3, padding="same")(inp)
+    encoder = keras.Model(inp, keras.layers.GlobalAveragePooling2D()(x))
+    from keras_adadim.methods import get_method
+
+    model = AdaDimModel(encoder, keras.layers.Dense(4),
+                        method=get_method("swav", num_prototypes=5),
+                        augmentation=layers)
+    model.compile(optimizer="sgd", jit_compile=True if jit else "auto")
+    history = model.fit(_images(16), batch_size=8, epochs=2, verbose=0)
+    assert np.all(np.isfinite(history.history["swav"]))
+    assert all(_np(layer.seed_generator.state)[1] > 0 for layer in layers)
+    with pytest.raises(ValueError, match="more for the local crops of swav / dino"):
+        AdaDimModel(encoder, keras.layers.Dense(4), method="simclr",
+                    augmentation=layers)
+
+
 def test_pipeline_yields_plain_images_resumable():
     x = (np.random.default_rng(0).random((10, 8, 8, 3)) * 255).astype(
         "uint8")
