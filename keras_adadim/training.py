@@ -723,8 +723,12 @@ def save_and_evaluate(run, config, data, model, random_encoder, session,
     # so they count once, in the session that kept them).
     checkpoint = session.checkpoint
     seconds = checkpoint.session_seconds()
+    # `evaluation` keeps the key ENCODER_KEY ("AdaDim encoder") for the
+    # trained encoder whatever the method (readers depend on it); the
+    # table shows the method's own name.
     results = {"train_seconds": checkpoint.previous_seconds + seconds,
-               "session_train_seconds": seconds}
+               "session_train_seconds": seconds,
+               "encoder_label": f"{_method_label(config['method'])} encoder"}
     rd.atomic_save(model.encoder.save, run.file(rd.ENCODER_FILE))
     rd.atomic_save(model.save, run.file(rd.MODEL_FILE))
     if "alpha_updater" in session.stateful:
@@ -739,6 +743,7 @@ def save_and_evaluate(run, config, data, model, random_encoder, session,
         results["evaluation"] = evaluate_encoders(
             config, data.probe_train, data.test, data.image_size, encoders,
             raw_pixels=bool(config["eval_baselines"]), log=log,
+            labels={rd.ENCODER_KEY: results["encoder_label"]},
         )
     return results
 
@@ -876,11 +881,12 @@ def extract(encoder, data, image_size, batch_size=256, verbose=None):
 
 
 def evaluate_encoders(config, train, test, image_size, encoders,
-                      raw_pixels=False, log=print):
+                      raw_pixels=False, log=print, labels=None):
     """Linear probe (all labels and ``few_labels`` per class) and, for
     ``eval`` = knn / all, weighted kNN, for each encoder (and raw pixels).
     Returns ``{name: evaluate_features(...) with all labels, plus
-    few-label results under 'few_label'}``."""
+    few-label results under 'few_label'}``; ``labels`` maps names to what
+    the progress lines call them."""
     from keras_adadim import data as data_lib
     from keras_adadim.evaluation import evaluate_features
 
@@ -888,7 +894,7 @@ def evaluate_encoders(config, train, test, image_size, encoders,
     out = {}
     features = {}
     for name, encoder in encoders.items():
-        log(f"Extracting {name} features ...")
+        log(f"Extracting {(labels or {}).get(name, name)} features ...")
         features[name] = (extract(encoder, train, image_size),
                           extract(encoder, test, image_size))
     if raw_pixels:
@@ -949,8 +955,10 @@ def print_results(results, log=print):
     log("\nTop-1 accuracy on the test split "
         f"({any_result['all_labels'].get('num_test', '?')} images)")
     log(header)
+    labels = {rd.ENCODER_KEY: results.get("encoder_label", rd.ENCODER_KEY)}
     for name, r in evaluation.items():
-        line = f"{name:<22}{r['all_labels']['linear_top1']:>9.3f}"
+        line = (f"{labels.get(name, name):<22}"
+                f"{r['all_labels']['linear_top1']:>9.3f}")
         if n_few:
             line += f"{r['few_label']['linear_top1']:>11.3f}"
         if knn:

@@ -389,3 +389,22 @@ def test_pretrain_cli_runs_a_method_end_to_end_and_resumes(tmp_path):
     state = [m.method.support.queue for m in (m_full, m_res)]
     np.testing.assert_allclose(*(np.asarray(s) for s in state),
                                rtol=1e-3, atol=1e-4)
+
+
+def test_results_table_names_the_method_of_the_encoder():
+    """results.json keeps the key "AdaDim encoder" for the trained encoder
+    (its readers: zoo cards, analyze, the benchmark), but the table a BYOL
+    run prints calls it the BYOL encoder."""
+    from keras_adadim import run_directory as rd
+
+    ev = {"all_labels": {"linear_top1": 0.5, "num_test": 10}}
+    results = {"encoder_label": "BYOL encoder",
+               "evaluation": {rd.ENCODER_KEY: ev, rd.RANDOM_INIT_KEY: ev}}
+    lines = []
+    training.print_results(results, log=lines.append)
+    table = "\n".join(lines)
+    assert "BYOL encoder" in table and rd.ENCODER_KEY not in table
+    assert rd.RANDOM_INIT_KEY in table
+    lines.clear()
+    training.print_results({"evaluation": {rd.ENCODER_KEY: ev}}, log=lines.append)
+    assert rd.ENCODER_KEY in "\n".join(lines)  # results written before the label
