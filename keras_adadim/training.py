@@ -140,8 +140,7 @@ def build_model(config, num_classes=None, image_shape=None,
     from keras_adadim import methods
 
     args = presets_lib.method_arguments(config)
-    if methods.method_class(config["method"]).needs_index \
-            and num_images is not None:
+    if _needs_index(config) and num_images is not None:
         args["num_images"] = int(num_images)
     if config["predictor"] and "predictor" in \
             presets_lib.METHODS[config["method"]]["uses"]:

@@ -394,29 +394,23 @@ def device_augmentations(scheme, image_size, seed=None, local_crops=0,
     ``image_size``), the same specs as the host path's; local crop ``j``
     is seeded with ``2**30 + 64 * seed + j`` (apart from every seed's
     global views)."""
-    if int(local_crops or 0) < 1:
-        specs = view_specs(scheme)
-        return tuple(
-            DeviceAugmentation(
-                spec, image_size,
-                seed=None if seed is None else (2 * int(seed) + i) % 2**31,
-                name=f"device_augmentation_{i + 1}")
-            for i, spec in enumerate(specs))
-    from keras_adadim.data.augment import multi_crop
+    specs = view_specs(scheme)
+    if int(local_crops or 0) > 0:
+        from keras_adadim.data.augment import multi_crop
 
-    specs = multi_crop(view_specs(scheme), int(local_crops), image_size,
-                       local_size)
-    layers = []
-    for i, spec in enumerate(specs):
+        specs = multi_crop(specs, int(local_crops), image_size, local_size)
+
+    def view_seed(i):
+        if seed is None:
+            return None
         if i < 2:
-            view_seed = None if seed is None else (2 * int(seed) + i) % 2**31
-        else:
-            view_seed = (None if seed is None
-                         else (2**30 + 64 * int(seed) + i - 2) % 2**31)
-        layers.append(DeviceAugmentation(
-            spec, spec.size or image_size, seed=view_seed,
-            name=f"device_augmentation_{i + 1}"))
-    return tuple(layers)
+            return (2 * int(seed) + i) % 2**31
+        return (2**30 + 64 * int(seed) + i - 2) % 2**31
+
+    return tuple(
+        DeviceAugmentation(spec, spec.size or image_size, seed=view_seed(i),
+                           name=f"device_augmentation_{i + 1}")
+        for i, spec in enumerate(specs))
 
 
 __all__ = [
