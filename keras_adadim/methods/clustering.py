@@ -160,6 +160,22 @@ def before_epoch(epoch_variable_, epochs):
     return ops.cast(epochs_done(epoch_variable_) < float(epochs), "float32")
 
 
+# Rows scored against the centroids at a time: the (rows, k) score matrix
+# of a whole ImageNet bank (1.28 M x 3000) would take 15 GB.
+KMEANS_CHUNK = 65536
+
+
+def _nearest(x, centroids):
+    """Index (int32) of each row's most similar centroid, in chunks of
+    ``KMEANS_CHUNK`` rows."""
+    ct = ops.transpose(centroids)
+    n = int(x.shape[0])
+    parts = [ops.argmax(ops.matmul(x[start:start + KMEANS_CHUNK], ct), axis=1)
+             for start in range(0, n, KMEANS_CHUNK)]
+    return ops.cast(parts[0] if len(parts) == 1 else ops.concatenate(parts),
+                    "int32")
+
+
 def spherical_kmeans(embeddings, k, iterations=10, seed=0):
     """Spherical k-means of the L2-normalised rows of ``embeddings`` (N, F):
     returns (centroids (k, F), unit rows; assignments (N,), int32).
@@ -183,8 +199,7 @@ def spherical_kmeans(embeddings, k, iterations=10, seed=0):
     start = np.sort(rng.choice(n, size=int(k), replace=False))
     centroids = ops.take(x, ops.convert_to_tensor(start, "int32"), axis=0)
     for i in range(int(iterations) + 1):
-        assignments = ops.cast(
-            ops.argmax(ops.matmul(x, ops.transpose(centroids)), axis=1), "int32")
+        assignments = _nearest(x, centroids)
         if i == int(iterations):
             break
         sums = ops.segment_sum(x, assignments, num_segments=int(k))

@@ -374,3 +374,17 @@ def test_deepclusterv2_cli_run_resumes_with_its_prototypes(tmp_path):
         np.testing.assert_allclose(np_(a), np_(b), rtol=1e-3, atol=1e-4, err_msg=a.path)
     for a, b in zip(*(m.get_weights() for m in models)):
         np.testing.assert_allclose(a, b, rtol=1e-3, atol=1e-4)
+
+
+def test_spherical_kmeans_in_chunks_equals_one_pass(rng, monkeypatch):
+    """The assignment step scores the rows in chunks (a whole-dataset bank
+    would not fit in memory at once); chunks of 7 rows give the one-pass
+    result."""
+    from keras_adadim.methods import clustering
+
+    x = rng.normal(size=(40, 5)).astype("float32")
+    whole = [np_(t) for t in clustering.spherical_kmeans(x, 4, 5, seed=[3])]
+    monkeypatch.setattr(clustering, "KMEANS_CHUNK", 7)
+    chunked = [np_(t) for t in clustering.spherical_kmeans(x, 4, 5, seed=[3])]
+    np.testing.assert_array_equal(chunked[1], whole[1])
+    np.testing.assert_allclose(chunked[0], whole[0], rtol=1e-6)
