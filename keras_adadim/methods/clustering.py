@@ -193,8 +193,8 @@ def spherical_kmeans(embeddings, k, iterations=10, seed=0):
     if not 1 <= int(k) <= n:
         raise ValueError(
             f"k-means needs at most as many clusters as rows: k = {k} "
-            f"clusters for {n} rows. Use a larger memory bank "
-            "(`memory_size`, --queue-size) or fewer prototypes.")
+            f"clusters for {n} rows. Cluster more rows, or use fewer "
+            "clusters (DeepCluster v2: --num-prototypes).")
     rng = np.random.default_rng(seed)
     start = np.sort(rng.choice(n, size=int(k), replace=False))
     centroids = ops.take(x, ops.convert_to_tensor(start, "int32"), axis=0)
