@@ -85,6 +85,9 @@ def parse_args(argv=None):
     p.add_argument("--queue-size", type=int, default=4096,
                    help="NNCLR's support-set size (rows); the paper presets "
                         "use 65,536")
+    p.add_argument("--projector", default=f"{PROJECTOR_HIDDEN},{PROJECTOR_OUTPUT}",
+                   help="projector widths HIDDEN,OUTPUT (the embedding size F "
+                        "is OUTPUT; the paper's CIFAR head is 2048,2048)")
     p.add_argument("--batch", type=int, default=128, help="batch size b")
     p.add_argument("--image-size", type=int, default=32,
                    help="images are S x S x 3")
@@ -143,10 +146,25 @@ def parse_args(argv=None):
     if args.threads < 0:
         p.error("--threads must be >= 0")
     try:
+        args.projector_widths = projector_widths(args.projector)
+    except ValueError as e:
+        p.error(f"--projector: {e}")
+    try:
         args.method_names = method_names(args.methods)
     except ValueError as e:
         p.error(f"--methods: {e}")
     return args
+
+
+def projector_widths(spec):
+    """``"HIDDEN,OUTPUT"`` as two positive ints."""
+    parts = [p.strip() for p in str(spec).split(",")]
+    if len(parts) != 2 or not all(p.isdigit() and int(p) > 0 for p in parts):
+        raise ValueError(
+            f"expected two positive integers HIDDEN,OUTPUT (e.g. 512,256); "
+            f"got {spec!r}"
+        )
+    return [int(p) for p in parts]
 
 
 def method_names(spec):
@@ -180,7 +198,7 @@ def settings_of(args):
         "batch": args.batch,
         "image_size": args.image_size,
         "width": args.width,
-        "projector": [PROJECTOR_HIDDEN, PROJECTOR_OUTPUT],
+        "projector": list(args.projector_widths),
         "steps": args.steps,
         "rounds": args.rounds,
         "steps_per_round": _steps_per_round(args),
@@ -320,7 +338,7 @@ def worker(args):
     for name in names:
         keras.utils.set_random_seed(args.seed)  # same initial weights
         encoder = small_cnn_encoder((s, s, 3), args.width)
-        projector = mlp_projector(PROJECTOR_HIDDEN, PROJECTOR_OUTPUT)
+        projector = mlp_projector(*args.projector_widths)
         method = get_method(name, **method_kwargs(name, args))
         model = AdaDimModel(encoder, projector, method=method)
         kwargs = {}
@@ -795,7 +813,7 @@ def print_table(r, settings):
     print(
         f"b={settings['batch']}, {settings['image_size']}x"
         f"{settings['image_size']}x3, width={settings['width']}, projector "
-        f"{PROJECTOR_HIDDEN}-{PROJECTOR_OUTPUT}, predictor hidden "
+        f"{settings['projector'][0]}-{settings['projector'][1]}, predictor hidden "
         f"{settings['predictor_hidden']}, NNCLR queue "
         f"{settings['queue_size']}; {r['steps'][BASELINE]['n']} timed steps "
         f"per method over {settings['rounds']} rounds"

@@ -8,9 +8,12 @@ from keras_adadim._validation import check_same_rows
 from keras_adadim._validation import check_same_shape
 from keras_adadim.losses.nt_xent import nt_xent_of_gram
 from keras_adadim.losses.nt_xent import pair_gram
+from keras_adadim.losses.vicreg import centre_views
+from keras_adadim.losses.vicreg import uses_sample_gram
 from keras_adadim.losses.vicreg import vicreg_of_views
 from keras_adadim.losses.vicreg import weighted_vicreg
 from keras_adadim.metrics.entropy import gram_mutual_information
+from keras_adadim.metrics.entropy import inverse_row_norms
 from keras_adadim.metrics.entropy import l2_normalize_rows
 from keras_adadim.metrics.entropy import matrix_mutual_information
 
@@ -52,10 +55,13 @@ class GramCache:
     def __init__(self):
         self._grams = {}
 
-    def pair(self, a, b, concat=None):
+    def pair(self, a, b, concat=None, gram=None):
         """``pair_gram(a, b)`` (from ``concat = concatenate([a, b])`` in
-        float32 when given); keeps ``K_a = G[:b, :b]``, ``K_b = G[b:, b:]``."""
-        if concat is None:
+        float32 when given, or ``gram`` itself when the caller made it);
+        keeps ``K_a = G[:b, :b]``, ``K_b = G[b:, b:]``."""
+        if gram is not None:
+            g = gram
+        elif concat is None:
             g = pair_gram(a, b)
         else:
             zn = l2_normalize_rows(concat)
@@ -78,6 +84,35 @@ class GramCache:
     def _keep(self, x, k):
         # The tensor is kept with its Gram, so its id cannot be reused.
         self._grams[id(x)] = (x, k)
+
+
+def centred_and_cosine_grams(zs, centred):
+    """VICReg's and NT-Xent's b x b products of the two views ``zs``
+    (2, b, F) from three b x b x F matrix products instead of six::
+
+        Gc_v = zc_v zc_v^T                     (VICReg, sample Gram per view)
+        z_v z_v^T = Gc_v + a 1^T + 1 a^T + |m_v|^2,  a = zc_v m_v^T
+        S = [[z1 z1^T, z1 z2^T], [z2 z1^T, z2 z2^T]] / (||z_i|| ||z_j||)
+
+    ``centred`` is ``(zc, m) = centre_views(zs)``. The uncentred blocks are
+    rebuilt by adding to the centred Gram (no cancellation), so S equals
+    :func:`~keras_adadim.losses.nt_xent.pair_gram` to float32 round-off even
+    when the views have collapsed onto their mean (building the centred
+    Gram from S instead would cancel there). Returns ``(Gc, S)``,
+    (2, b, b) and (2b, 2b).
+    """
+    zc, mean = centred
+    gc = ops.matmul(zc, ops.swapaxes(zc, -1, -2))
+    a = ops.matmul(zc, ops.swapaxes(mean, -1, -2))  # (2, b, 1)
+    within = gc + a + ops.swapaxes(a, -1, -2) + ops.sum(
+        ops.square(mean), axis=-1, keepdims=True
+    )
+    inv = inverse_row_norms(zs)  # (2, b, 1)
+    within = within * inv * ops.swapaxes(inv, -1, -2)
+    cross = ops.matmul(zs[0] * inv[0], ops.transpose(zs[1] * inv[1]))
+    top = ops.concatenate([within[0], cross], axis=1)
+    bottom = ops.concatenate([ops.transpose(cross), within[1]], axis=1)
+    return gc, ops.concatenate([top, bottom], axis=0)
 
 
 def adadim_terms(
@@ -104,6 +139,12 @@ def adadim_terms(
 
     - ``concat(q1, q2)`` (float32) is NT-Xent's input and, reshaped to
       (2, b, F), VICReg's: both views go through one chain of ops;
+    - when b < F, VICReg's covariance term comes from the b x b Gram
+      matrices of the centred views and NT-Xent's similarity matrix is built
+      from those same products (:func:`centred_and_cosine_grams`): three
+      b x b x F products in all, where VICReg's F x F covariance alone is
+      2 b F^2 multiply-adds (8x NT-Xent's with the paper's b = 256,
+      F = 2048);
     - NT-Xent's similarity matrix of the 2b normalised views holds K_z1 and
       K_z2 of L_mut when ``q`` is ``z`` (no predictor): one normalisation and
       one product instead of three of each (:class:`GramCache`);
@@ -125,17 +166,22 @@ def adadim_terms(
     grams = GramCache() if grams is None else grams
     zero = ops.zeros((), "float32")
     v = n = m = zero
+    similarity = None
     if use_vic or use_nce:
         check_same_shape(q1, q2, "q1", "q2")
         concat = ops.concatenate(
             [ops.cast(q1, "float32"), ops.cast(q2, "float32")], axis=0
         )
     if use_vic:
-        f = concat.shape[-1]
-        terms = vicreg_of_views(ops.reshape(concat, (2, -1, f)))
+        zs = ops.reshape(concat, (2, -1, concat.shape[-1]))
+        centred = centre_views(zs)
+        sample_gram = None
+        if use_nce and uses_sample_gram(zs.shape[1], zs.shape[2]):
+            sample_gram, similarity = centred_and_cosine_grams(zs, centred)
+        terms = vicreg_of_views(zs, centred=centred, sample_gram=sample_gram)
         v = weighted_vicreg(terms, sim_weight, var_weight, cov_weight)
     if use_nce:
-        n = nt_xent_of_gram(grams.pair(q1, q2, concat), temperature)
+        n = nt_xent_of_gram(grams.pair(q1, q2, concat, similarity), temperature)
     if use_mut:
         if pairing not in PAIRINGS:
             raise ValueError(

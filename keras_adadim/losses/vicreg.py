@@ -14,7 +14,24 @@ def _dof(z):
     return ops.maximum(n - 1.0, 1.0)
 
 
-def vicreg_of_views(zs, epsilon=1e-4):
+def uses_sample_gram(b, f):
+    """Whether VICReg's covariance term of a batch of ``b`` rows of width
+    ``f`` is taken from the b x b Gram matrix of the centred rows (b < f:
+    b^2 F multiply-adds a view) rather than the F x F covariance (b F^2).
+    With the paper's CIFAR head (b = 256, F = 2048) the F x F product costs
+    8x as many; ``b`` is None when the batch size is only known at run
+    time."""
+    return b is not None and b < f
+
+
+def centre_views(zs):
+    """``(zc, mean)``: the rows of each view of ``zs`` (2, b, F) minus the
+    view's mean row (2, 1, F)."""
+    mean = ops.mean(zs, axis=-2, keepdims=True)
+    return zs - mean, mean
+
+
+def vicreg_of_views(zs, epsilon=1e-4, centred=None, sample_gram=None):
     """The three unweighted VICReg terms (:func:`vicreg_components`) of the
     two views stacked as ``zs`` (2, b, F), float32, unchecked: both views go
     through one chain of ops (half the op launches of one chain per view;
@@ -23,24 +40,66 @@ def vicreg_of_views(zs, epsilon=1e-4):
         v(z) = mean_j max(0, 1 - sqrt(Var_j(z) + eps))      (unbiased Var)
         c(z) = (1/F) sum_{i != j} C_ij^2,   C = zc^T zc / (b - 1)
 
-    The F x F covariance is formed and its diagonal masked out. (Not
-    ``||zc zc^T||_F^2 - sum_j Var_j^2`` from the b x b Gram matrix, half the
-    multiply-adds when b < F: near collapse, when C is almost diagonal, that
-    difference cancels and lost 4e-3 of c(z) in a test, 1e-7 here.)
+    ``sum_{i != j} C_ij^2`` is taken the cheaper way (:func:`off_diagonal_mass`).
+    ``centred`` (``centre_views(zs)``) and ``sample_gram`` (``zc zc^T``,
+    (2, b, b)) may be passed by a caller that already holds them.
     """
     f = zs.shape[-1]
-    zc = zs - ops.mean(zs, axis=-2, keepdims=True)
+    zc, _ = centre_views(zs) if centred is None else centred
     dof = _dof(zs)
     sq = ops.sum(ops.square(zc), axis=-2)  # (2, F): (b - 1) Var_j
     std = ops.sqrt(sq / dof + epsilon)
     variance = 2.0 * ops.mean(ops.relu(1.0 - std))  # v(z1) + v(z2)
-    cov = ops.matmul(ops.swapaxes(zc, -1, -2), zc) / dof
-    off = ops.sum(ops.square(cov * (1.0 - ops.eye(f, dtype=cov.dtype))))
+    off = off_diagonal_mass(zc, sq, dof, sample_gram)
     return {
         "invariance": ops.mean(ops.square(zs[0] - zs[1])),
         "variance": variance,
         "covariance": off / f,
     }
+
+
+def off_diagonal_mass(zc, sq, dof, sample_gram=None):
+    """``sum_{i != j} C_ij^2`` summed over the views of ``zc`` (..., b, F),
+    ``C = zc^T zc / dof``; ``sq`` is ``sum_rows zc^2`` (..., F).
+
+    When ``b >= F`` (or b is unknown and turns out so) the F x F covariance
+    is formed and its diagonal masked out: every C_ij keeps its own float32
+    precision. When ``b < F`` it is ``(||zc zc^T||_F^2 - sum_j sq_j^2) /
+    dof^2`` (``||C||_F = ||zc zc^T||_F / dof``), from the b x b Gram matrix
+    ``sample_gram`` (made here if not given). That difference is exact to
+    float32 round-off of ``sum_j Var_j^2``, the diagonal's mass. When the
+    features vary about equally, as VICReg's variance term drives them, the
+    off-diagonal mass is at least ``(F - b + 1) / (b - 1)`` times the
+    diagonal's (C has rank < b) and c(z) keeps ~1e-7 relative precision; when features have all but died (a few
+    live, the rest ~1e-3 of them), c(z) is tiny against the diagonal and
+    keeps only that absolute precision (1e-6 of ``sum Var^2 / F`` in the
+    tests, against a loss dominated by the variance term).
+    """
+    b, f = zc.shape[-2], zc.shape[-1]
+    if sample_gram is None and not uses_sample_gram(b, f):
+        if b is not None:
+            return _off_diagonal_via_features(zc, dof)
+        # Batch size known only when the step runs (a TF graph traced for
+        # any batch): both ways are traced, one runs.
+        return ops.cond(
+            ops.shape(zc)[-2] < f,
+            lambda: _off_diagonal_via_samples(zc, sq, dof),
+            lambda: _off_diagonal_via_features(zc, dof),
+        )
+    return _off_diagonal_via_samples(zc, sq, dof, sample_gram)
+
+
+def _off_diagonal_via_features(zc, dof):
+    f = zc.shape[-1]
+    cov = ops.matmul(ops.swapaxes(zc, -1, -2), zc) / dof
+    return ops.sum(ops.square(cov * (1.0 - ops.eye(f, dtype=cov.dtype))))
+
+
+def _off_diagonal_via_samples(zc, sq, dof, sample_gram=None):
+    if sample_gram is None:
+        sample_gram = ops.matmul(zc, ops.swapaxes(zc, -1, -2))
+    full = ops.sum(ops.square(sample_gram))
+    return (full - ops.sum(ops.square(sq))) / ops.square(dof)
 
 
 def vicreg_components(z1, z2, epsilon=1e-4, check_values=True):

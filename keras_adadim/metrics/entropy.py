@@ -11,8 +11,15 @@ _TINY = 1e-24
 def l2_normalize_rows(x):
     """Rows (along the last axis) divided by their L2 norm; all-zero rows
     stay zero."""
+    return x * inverse_row_norms(x)
+
+
+def inverse_row_norms(x):
+    """``1 / ||x_i||`` of the rows (along the last axis, kept as size 1),
+    the factor of :func:`l2_normalize_rows`; large but finite for all-zero
+    rows."""
     sq = ops.sum(ops.square(x), axis=-1, keepdims=True)
-    return x * ops.rsqrt(ops.maximum(sq, _TINY))
+    return ops.rsqrt(ops.maximum(sq, _TINY))
 
 
 def normalized_gram(x):
