@@ -31,7 +31,10 @@ batch: images/s (each image -> two views) of the host path above against
 the device path (``pretraining_dataset(..., augment_on="device")``, which
 yields plain images, then the scheme's two ``DeviceAugmentation`` layers in
 one compiled function: XLA on TensorFlow and JAX, eager on PyTorch, as
-``AdaDimModel`` trains there), and prints their ratio.
+``AdaDimModel`` trains there), and prints their ratio. With
+``--local-crops K`` as well, both sides make the 2 + K multi-crop views
+(host: ``pretraining_dataset(..., local_crops=K)``; device:
+``device_augmentations(..., local_crops=K)``).
 
 Usage::
 
@@ -40,6 +43,7 @@ Usage::
     python benchmarks/bench_pipeline.py --scheme ressl --image-size 64
     python benchmarks/bench_pipeline.py --augment-on device-vs-host
     python benchmarks/bench_pipeline.py --local-crops 6  # + multi-crop row
+    python benchmarks/bench_pipeline.py --augment-on device-vs-host --local-crops 6
 """
 
 import argparse
@@ -88,9 +92,6 @@ def parse_args(argv=None):
     args = p.parse_args(argv)
     if args.local_crops < 0:
         p.error("--local-crops must be >= 0")
-    if args.local_crops and args.augment_on != "host":
-        p.error("--local-crops times host pipelines: multi-crop views are "
-                "made on the host only; drop --augment-on device-vs-host")
     if args.quick:
         args.images = min(args.images, 2048)
         args.pipeline_batches = min(args.pipeline_batches, 6)
@@ -157,6 +158,8 @@ def main(argv=None):
           f"{time.perf_counter() - t0:.1f} s", flush=True)
     skip = 3  # batches that may already wait in the prefetch buffer
     if args.augment_on == "device-vs-host":
+        if args.local_crops:
+            ds = multi_crop_stream(args, data)[0]
         return compare_augmentation(args, data, ds, skip)
     multi = multi_crop_stream(args, data) if args.local_crops else None
 
@@ -273,10 +276,16 @@ def compare_augmentation(args, data, host_ds, skip):
     from keras_adadim.data import pretraining_dataset
     from keras_adadim.data.device_augment import device_augmentations
 
+    from keras_adadim.data.augment import local_crop_size
+
     size = args.image_size
-    aug1, aug2 = device_augmentations(args.scheme, size, seed=0)
+    k = args.local_crops
+    local = (args.local_crop_size or local_crop_size(size)) if k else None
+    augs = device_augmentations(args.scheme, size, seed=0, local_crops=k,
+                                local_size=local)
+    what = f"2x{size} px" + (f" + {k}x{local} px" if k else "")
     inp = keras.Input(data.image_shape, batch_size=args.batch)
-    views = keras.Model(inp, [aug1(inp), aug2(inp)])
+    views = keras.Model(inp, [aug(inp) for aug in augs])
     # XLA where Keras has it; PyTorch trains eagerly ("auto") in
     # AdaDimModel (its jit_compile=True is a minutes-long torch.compile).
     jit = keras.backend.backend() != "torch"
@@ -287,13 +296,13 @@ def compare_augmentation(args, data, host_ds, skip):
     t0 = time.perf_counter()
     x, _ = next(iter(device_ds))
     views.predict_on_batch(np.asarray(x))
-    print(f"device: two DeviceAugmentation views of {data.image_shape} "
-          f"images at {size} px, batch {args.batch}, jit_compile={jit}; "
+    print(f"device: {len(augs)} DeviceAugmentation views ({what}) of "
+          f"{data.image_shape} images, batch {args.batch}, jit_compile={jit}; "
           f"compiled in {time.perf_counter() - t0:.1f} s", flush=True)
 
     def host_step(batch):
-        (x1, x2), _ = batch
-        return np.asarray(x1), np.asarray(x2)
+        views_, _ = batch
+        return [np.asarray(v) for v in views_]
 
     def device_step(batch):
         x, _ = batch
@@ -309,9 +318,9 @@ def compare_augmentation(args, data, host_ds, skip):
               f"device {device[-1]:8.1f} images/s", flush=True)
     h, d = statistics.median(host), statistics.median(device)
     print()
-    print(f"host augmentation ({args.scheme}, two views, {size} px, "
+    print(f"host augmentation ({args.scheme}, {what}, "
           f"tf.data): {h:10.1f} images/s")
-    print(f"device augmentation ({args.scheme}, two views, {size} px, "
+    print(f"device augmentation ({args.scheme}, {what}, "
           f"{keras.backend.backend()}): {d:10.1f} images/s")
     print(f"ratio device / host: {d / h:.2f}x; load "
           f"{os.getloadavg()[0]:.1f}")
