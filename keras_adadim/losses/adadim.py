@@ -54,11 +54,14 @@ class GramCache:
 
     def __init__(self):
         self._grams = {}
+        self._stacks = {}
 
-    def pair(self, a, b, concat=None, gram=None):
+    def pair(self, a, b, concat=None, gram=None, blocks=None):
         """``pair_gram(a, b)`` (from ``concat = concatenate([a, b])`` in
         float32 when given, or ``gram`` itself when the caller made it);
-        keeps ``K_a = G[:b, :b]``, ``K_b = G[b:, b:]``."""
+        keeps ``K_a = G[:b, :b]``, ``K_b = G[b:, b:]``, or the caller's
+        ``blocks`` = ``stack([K_a, K_b])`` (no slicing of G: each slice and
+        its gradient is a pass over the block on TensorFlow)."""
         if gram is not None:
             g = gram
         elif concat is None:
@@ -66,9 +69,14 @@ class GramCache:
         else:
             zn = l2_normalize_rows(concat)
             g = ops.matmul(zn, ops.transpose(zn))
-        n = ops.shape(a)[0]
-        self._keep(a, g[:n, :n])
-        self._keep(b, g[n:, n:])
+        if blocks is None:
+            n = ops.shape(a)[0]
+            self._keep(a, g[:n, :n])
+            self._keep(b, g[n:, n:])
+        else:
+            self._keep(a, blocks[0])
+            self._keep(b, blocks[1])
+            self._stacks[(id(a), id(b))] = (a, b, blocks)
         return g
 
     def of(self, x):
@@ -81,12 +89,20 @@ class GramCache:
         self._keep(x, k)
         return k
 
+    def both(self, x1, x2):
+        """``stack([of(x1), of(x2)])``: the kept stack when ``x1, x2`` were
+        paired with their blocks given."""
+        hit = self._stacks.get((id(x1), id(x2)))
+        if hit is not None and hit[0] is x1 and hit[1] is x2:
+            return hit[2]
+        return ops.stack([self.of(x1), self.of(x2)])
+
     def _keep(self, x, k):
         # The tensor is kept with its Gram, so its id cannot be reused.
         self._grams[id(x)] = (x, k)
 
 
-def centred_and_cosine_grams(zs, centred):
+def centred_and_cosine_grams(zs, centred, views=None):
     """VICReg's and NT-Xent's b x b products of the two views ``zs``
     (2, b, F) from three b x b x F matrix products instead of six::
 
@@ -94,12 +110,17 @@ def centred_and_cosine_grams(zs, centred):
         z_v z_v^T = Gc_v + a 1^T + 1 a^T + |m_v|^2,  a = zc_v m_v^T
         S = [[z1 z1^T, z1 z2^T], [z2 z1^T, z2 z2^T]] / (||z_i|| ||z_j||)
 
-    ``centred`` is ``(zc, m) = centre_views(zs)``. The uncentred blocks are
-    rebuilt by adding to the centred Gram (no cancellation), so S equals
-    :func:`~keras_adadim.losses.nt_xent.pair_gram` to float32 round-off even
-    when the views have collapsed onto their mean (building the centred
-    Gram from S instead would cancel there). Returns ``(Gc, S)``,
-    (2, b, b) and (2b, 2b).
+    ``centred`` is ``(zc, m) = centre_views(zs)``; ``views`` = ``(z1, z2)``,
+    the (b, F) views ``zs`` stacks, saves slicing it (see
+    :func:`~keras_adadim.losses.vicreg.vicreg_of_views`). The uncentred
+    blocks are rebuilt by adding to the centred Gram (no cancellation), so S
+    equals :func:`~keras_adadim.losses.nt_xent.pair_gram` to float32
+    round-off even when the views have collapsed onto their mean (building
+    the centred Gram from S instead would cancel there).
+
+    Returns a dict: ``centred`` Gc (2, b, b), ``similarity`` S (2b, 2b),
+    ``within`` the normalised diagonal blocks of S stacked (2, b, b), and
+    ``positives`` ``diag(S[:b, b:])`` (b,).
     """
     zc, mean = centred
     gc = ops.matmul(zc, ops.swapaxes(zc, -1, -2))
@@ -109,10 +130,16 @@ def centred_and_cosine_grams(zs, centred):
     )
     inv = inverse_row_norms(zs)  # (2, b, 1)
     within = within * inv * ops.swapaxes(inv, -1, -2)
-    cross = ops.matmul(zs[0] * inv[0], ops.transpose(zs[1] * inv[1]))
+    z1, z2 = (zs[0], zs[1]) if views is None else views
+    cross = ops.matmul(z1 * inv[0], ops.transpose(z2 * inv[1]))
     top = ops.concatenate([within[0], cross], axis=1)
     bottom = ops.concatenate([ops.transpose(cross), within[1]], axis=1)
-    return gc, ops.concatenate([top, bottom], axis=0)
+    return {
+        "centred": gc,
+        "similarity": ops.concatenate([top, bottom], axis=0),
+        "within": within,
+        "positives": ops.diagonal(cross),
+    }
 
 
 def adadim_terms(
@@ -166,22 +193,29 @@ def adadim_terms(
     grams = GramCache() if grams is None else grams
     zero = ops.zeros((), "float32")
     v = n = m = zero
-    similarity = None
+    shared = None
     if use_vic or use_nce:
         check_same_shape(q1, q2, "q1", "q2")
-        concat = ops.concatenate(
-            [ops.cast(q1, "float32"), ops.cast(q2, "float32")], axis=0
-        )
+        views = (ops.cast(q1, "float32"), ops.cast(q2, "float32"))
+        concat = ops.concatenate(views, axis=0)
     if use_vic:
         zs = ops.reshape(concat, (2, -1, concat.shape[-1]))
         centred = centre_views(zs)
-        sample_gram = None
         if use_nce and uses_sample_gram(zs.shape[1], zs.shape[2]):
-            sample_gram, similarity = centred_and_cosine_grams(zs, centred)
-        terms = vicreg_of_views(zs, centred=centred, sample_gram=sample_gram)
+            shared = centred_and_cosine_grams(zs, centred, views)
+        terms = vicreg_of_views(
+            zs, centred=centred, views=views,
+            sample_gram=None if shared is None else shared["centred"],
+        )
         v = weighted_vicreg(terms, sim_weight, var_weight, cov_weight)
     if use_nce:
-        n = nt_xent_of_gram(grams.pair(q1, q2, concat, similarity), temperature)
+        if shared is None:
+            n = nt_xent_of_gram(grams.pair(q1, q2, concat), temperature)
+        else:
+            grams.pair(q1, q2, gram=shared["similarity"], blocks=shared["within"])
+            n = nt_xent_of_gram(
+                shared["similarity"], temperature, shared["positives"]
+            )
     if use_mut:
         if pairing not in PAIRINGS:
             raise ValueError(
@@ -190,7 +224,7 @@ def adadim_terms(
         z1, z2, r1, r2 = rows["z1"], rows["z2"], rows["r1"], rows["r2"]
         if pairing == "cross":
             r1, r2 = r2, r1
-        kz = ops.stack([grams.of(z1), grams.of(z2)])
+        kz = grams.both(z1, z2)
         rn = l2_normalize_rows(
             ops.stack([ops.cast(r1, "float32"), ops.cast(r2, "float32")])
         )

@@ -50,15 +50,16 @@ def pair_gram(z1, z2):
     return ops.matmul(z, ops.transpose(z))
 
 
-def nt_xent_of_gram(gram, temperature=0.1):
+def nt_xent_of_gram(gram, temperature=0.1, positives=None):
     """NT-Xent (:func:`nt_xent`) from the cosine-similarity matrix ``gram``
     of the 2b views (:func:`pair_gram`), for callers that share it::
 
         l_i = logsumexp_{j != i}(G_ij / tau) - G_{i,p(i)} / tau,   L = mean_i l_i
 
     The positives are read from one block, ``diag(G[:b, b:])``, for both
-    views' anchors (G is symmetric). Each ``l_i`` is formed before the mean:
-    both parts are ~1/tau while the loss may be ~1e-2.
+    views' anchors (G is symmetric), or given as ``positives`` (b,) by a
+    caller that holds them. Each ``l_i`` is formed before the mean: both
+    parts are ~1/tau while the loss may be ~1e-2.
     """
     _check_temperature(temperature)
     n = ops.shape(gram)[0]  # 2b; may be dynamic inside a traced step
@@ -66,7 +67,9 @@ def nt_xent_of_gram(gram, temperature=0.1):
     idx = ops.arange(n)
     scale = 1.0 / temperature
     logits = ops.where(idx[:, None] == idx[None, :], -1e9, gram * scale)
-    positives = ops.diagonal(gram[:b, b:]) * scale
+    if positives is None:
+        positives = ops.diagonal(gram[:b, b:])
+    positives = positives * scale
     positives = ops.concatenate([positives, positives], axis=0)
     return ops.mean(ops.logsumexp(logits, axis=1) - positives)
 

@@ -31,7 +31,8 @@ def centre_views(zs):
     return zs - mean, mean
 
 
-def vicreg_of_views(zs, epsilon=1e-4, centred=None, sample_gram=None):
+def vicreg_of_views(zs, epsilon=1e-4, centred=None, sample_gram=None,
+                    views=None):
     """The three unweighted VICReg terms (:func:`vicreg_components`) of the
     two views stacked as ``zs`` (2, b, F), float32, unchecked: both views go
     through one chain of ops (half the op launches of one chain per view;
@@ -42,7 +43,11 @@ def vicreg_of_views(zs, epsilon=1e-4, centred=None, sample_gram=None):
 
     ``sum_{i != j} C_ij^2`` is taken the cheaper way (:func:`off_diagonal_mass`).
     ``centred`` (``centre_views(zs)``) and ``sample_gram`` (``zc zc^T``,
-    (2, b, b)) may be passed by a caller that already holds them.
+    (2, b, b)) may be passed by a caller that already holds them, and
+    ``views`` = ``(z1, z2)``, the two (b, F) views ``zs`` stacks: the
+    invariance term then reads them instead of slicing ``zs`` (on
+    TensorFlow without XLA the two slices and their gradients cost 4x the
+    term itself: 7.4 vs 1.3 ms at b = 256, F = 2048).
     """
     f = zs.shape[-1]
     zc, _ = centre_views(zs) if centred is None else centred
@@ -51,8 +56,9 @@ def vicreg_of_views(zs, epsilon=1e-4, centred=None, sample_gram=None):
     std = ops.sqrt(sq / dof + epsilon)
     variance = 2.0 * ops.mean(ops.relu(1.0 - std))  # v(z1) + v(z2)
     off = off_diagonal_mass(zc, sq, dof, sample_gram)
+    z1, z2 = (zs[0], zs[1]) if views is None else views
     return {
-        "invariance": ops.mean(ops.square(zs[0] - zs[1])),
+        "invariance": ops.mean(ops.square(z1 - z2)),
         "variance": variance,
         "covariance": off / f,
     }
@@ -121,7 +127,7 @@ def vicreg_components(z1, z2, epsilon=1e-4, check_values=True):
     else:
         z1, z2 = ops.cast(z1, "float32"), ops.cast(z2, "float32")
     check_same_shape(z1, z2, "z1", "z2")
-    return vicreg_of_views(ops.stack([z1, z2]), epsilon)
+    return vicreg_of_views(ops.stack([z1, z2]), epsilon, views=(z1, z2))
 
 
 def weighted_vicreg(terms, sim_weight=25.0, var_weight=25.0, cov_weight=1.0):

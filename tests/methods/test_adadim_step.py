@@ -241,11 +241,22 @@ def test_vicreg_and_nt_xent_from_the_shared_products(case):
     assert float(np_(got["nce"])) == pytest.approx(
         ref.nt_xent(z1, z2, 0.2), rel=1e-6
     )
-    zs = ops.stack([ops.convert_to_tensor(z1), ops.convert_to_tensor(z2)])
-    _, similarity = centred_and_cosine_grams(zs, centre_views(zs))
+    views = (ops.convert_to_tensor(z1), ops.convert_to_tensor(z2))
+    zs = ops.stack(views)
+    shared = centred_and_cosine_grams(zs, centre_views(zs), views)
     zz = np.concatenate([z1, z2]).astype("float64")
     zz /= np.linalg.norm(zz, axis=1, keepdims=True)
-    np.testing.assert_allclose(np_(similarity), zz @ zz.T, atol=2e-6)
+    s = zz @ zz.T
+    np.testing.assert_allclose(np_(shared["similarity"]), s, atol=2e-6)
+    np.testing.assert_allclose(np_(shared["within"]),
+                               [s[:b, :b], s[b:, b:]], atol=2e-6)
+    np.testing.assert_allclose(np_(shared["positives"]), np.diag(s[:b, b:]),
+                               atol=2e-6)
+    zc = np.stack([z1, z2]).astype("float64")
+    zc -= zc.mean(1, keepdims=True)
+    np.testing.assert_allclose(np_(shared["centred"]),
+                               zc @ zc.transpose(0, 2, 1), rtol=1e-5,
+                               atol=1e-5 * np.abs(zc @ zc.transpose(0, 2, 1)).max())
 
 
 @pytest.mark.skipif(BACKEND != "tensorflow", reason="only a TensorFlow graph "
