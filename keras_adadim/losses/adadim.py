@@ -102,7 +102,7 @@ class GramCache:
         self._grams[id(x)] = (x, k)
 
 
-def centred_and_cosine_grams(zs, centred, views=None):
+def centred_and_cosine_grams(zs, centred, views):
     """VICReg's and NT-Xent's b x b products of the two views ``zs``
     (2, b, F) from three b x b x F matrix products instead of six::
 
@@ -110,9 +110,9 @@ def centred_and_cosine_grams(zs, centred, views=None):
         z_v z_v^T = Gc_v + a 1^T + 1 a^T + |m_v|^2,  a = zc_v m_v^T
         S = [[z1 z1^T, z1 z2^T], [z2 z1^T, z2 z2^T]] / (||z_i|| ||z_j||)
 
-    ``centred`` is ``(zc, m) = centre_views(zs)``; ``views`` = ``(z1, z2)``,
-    the (b, F) views ``zs`` stacks, saves slicing it (see
-    :func:`~keras_adadim.losses.vicreg.vicreg_of_views`). The uncentred
+    ``centred`` is ``(zc, m) = centre_views(zs)`` and ``views`` = ``(z1,
+    z2)``, the (b, F) views ``zs`` stacks (read instead of slicing ``zs``,
+    see :func:`~keras_adadim.losses.vicreg.vicreg_of_views`). The uncentred
     blocks are rebuilt by adding to the centred Gram (no cancellation), so S
     equals :func:`~keras_adadim.losses.nt_xent.pair_gram` to float32
     round-off even when the views have collapsed onto their mean (building
@@ -130,7 +130,7 @@ def centred_and_cosine_grams(zs, centred, views=None):
     )
     inv = inverse_row_norms(zs)  # (2, b, 1)
     within = within * inv * ops.swapaxes(inv, -1, -2)
-    z1, z2 = (zs[0], zs[1]) if views is None else views
+    z1, z2 = views
     cross = ops.matmul(z1 * inv[0], ops.transpose(z2 * inv[1]))
     top = ops.concatenate([within[0], cross], axis=1)
     bottom = ops.concatenate([ops.transpose(cross), within[1]], axis=1)

@@ -76,10 +76,11 @@ def off_diagonal_mass(zc, sq, dof, sample_gram=None):
     float32 round-off of ``sum_j Var_j^2``, the diagonal's mass. When the
     features vary about equally, as VICReg's variance term drives them, the
     off-diagonal mass is at least ``(F - b + 1) / (b - 1)`` times the
-    diagonal's (C has rank < b) and c(z) keeps ~1e-7 relative precision; when features have all but died (a few
-    live, the rest ~1e-3 of them), c(z) is tiny against the diagonal and
-    keeps only that absolute precision (1e-6 of ``sum Var^2 / F`` in the
-    tests, against a loss dominated by the variance term).
+    diagonal's (C has rank < b) and c(z) keeps ~1e-7 relative precision.
+    When features have all but died (a few live, the rest ~1e-3 of them),
+    c(z) is tiny against the diagonal and keeps only that absolute
+    precision (1e-6 of ``sum Var^2 / F`` in the tests, against a loss
+    dominated by the variance term).
     """
     b, f = zc.shape[-2], zc.shape[-1]
     if sample_gram is None and not uses_sample_gram(b, f):
