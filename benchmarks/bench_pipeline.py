@@ -235,10 +235,9 @@ def main(argv=None):
 def multi_crop_stream(args, data):
     """The multi-crop stream (traced) and its description."""
     from keras_adadim.data import pretraining_dataset
-    from keras_adadim.data.augment import local_crop_size
 
     size = args.image_size
-    local = args.local_crop_size or local_crop_size(size)
+    local = local_side(args)
     t0 = time.perf_counter()
     ds = pretraining_dataset(data, args.scheme, image_size=size,
                              batch_size=args.batch, seed=0,
@@ -250,6 +249,14 @@ def multi_crop_stream(args, data):
           f"built and traced in {time.perf_counter() - t0:.1f} s",
           flush=True)
     return ds, what
+
+
+def local_side(args):
+    """Side of the local crops: ``--local-crop-size``, else 3/7 of the
+    image (the host pipeline's default)."""
+    from keras_adadim.data.augment import local_crop_size
+
+    return args.local_crop_size or local_crop_size(args.image_size)
 
 
 def _rate(stream, step, batches, batch, skip):
@@ -276,11 +283,9 @@ def compare_augmentation(args, data, host_ds, skip):
     from keras_adadim.data import pretraining_dataset
     from keras_adadim.data.device_augment import device_augmentations
 
-    from keras_adadim.data.augment import local_crop_size
-
     size = args.image_size
     k = args.local_crops
-    local = (args.local_crop_size or local_crop_size(size)) if k else None
+    local = local_side(args) if k else None
     augs = device_augmentations(args.scheme, size, seed=0, local_crops=k,
                                 local_size=local)
     what = f"2x{size} px" + (f" + {k}x{local} px" if k else "")
