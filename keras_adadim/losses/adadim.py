@@ -6,6 +6,7 @@ from keras import ops
 from keras_adadim._validation import as_matrix
 from keras_adadim._validation import check_same_rows
 from keras_adadim._validation import check_same_shape
+from keras_adadim.losses.nt_xent import nt_xent_of_blocks
 from keras_adadim.losses.nt_xent import nt_xent_of_gram
 from keras_adadim.losses.nt_xent import pair_gram
 from keras_adadim.losses.vicreg import centre_views
@@ -13,7 +14,7 @@ from keras_adadim.losses.vicreg import uses_sample_gram
 from keras_adadim.losses.vicreg import vicreg_of_views
 from keras_adadim.losses.vicreg import weighted_vicreg
 from keras_adadim.metrics.entropy import gram_mutual_information
-from keras_adadim.metrics.entropy import inverse_row_norms
+from keras_adadim.metrics.entropy import inverse_row_norms_of_squares
 from keras_adadim.metrics.entropy import l2_normalize_rows
 from keras_adadim.metrics.entropy import matrix_mutual_information
 
@@ -49,35 +50,36 @@ class GramCache:
     of two views and keeps its diagonal blocks as the K of each view, which
     L_mut's ``I(z; r)`` then reads instead of normalising z and multiplying
     again (the blocks are K_z1 and K_z2: the rows of z are L2-normalised one
-    by one). No value checks: for a training step, whose bad batches the
-    model reports (its inputs come from the model)."""
+    by one); :meth:`keep_pair` keeps blocks a caller built itself. No value
+    checks: for a training step, whose bad batches the model reports (its
+    inputs come from the model)."""
 
     def __init__(self):
         self._grams = {}
         self._stacks = {}
 
-    def pair(self, a, b, concat=None, gram=None, blocks=None):
+    def pair(self, a, b, concat=None):
         """``pair_gram(a, b)`` (from ``concat = concatenate([a, b])`` in
-        float32 when given, or ``gram`` itself when the caller made it);
-        keeps ``K_a = G[:b, :b]``, ``K_b = G[b:, b:]``, or the caller's
-        ``blocks`` = ``stack([K_a, K_b])`` (no slicing of G: each slice and
-        its gradient is a pass over the block on TensorFlow)."""
-        if gram is not None:
-            g = gram
-        elif concat is None:
+        float32 when given); keeps ``K_a = G[:b, :b]`` and ``K_b = G[b:,
+        b:]``."""
+        if concat is None:
             g = pair_gram(a, b)
         else:
             zn = l2_normalize_rows(concat)
             g = ops.matmul(zn, ops.transpose(zn))
-        if blocks is None:
-            n = ops.shape(a)[0]
-            self._keep(a, g[:n, :n])
-            self._keep(b, g[n:, n:])
-        else:
-            self._keep(a, blocks[0])
-            self._keep(b, blocks[1])
-            self._stacks[(id(a), id(b))] = (a, b, blocks)
+        n = ops.shape(a)[0]
+        self._keep(a, g[:n, :n])
+        self._keep(b, g[n:, n:])
         return g
+
+    def keep_pair(self, a, b, blocks):
+        """Keep ``blocks`` = ``stack([K_a, K_b])`` (2, n, n), made by the
+        caller, as the K of ``a`` and ``b`` (:meth:`both` then returns the
+        stack itself: no slicing, each slice and its gradient being a pass
+        over the block on TensorFlow)."""
+        self._keep(a, blocks[0])
+        self._keep(b, blocks[1])
+        self._stacks[(id(a), id(b))] = (a, b, blocks)
 
     def of(self, x):
         """``normalized_gram(x)``, from a kept block when there is one."""
@@ -108,19 +110,25 @@ def centred_and_cosine_grams(zs, centred, views):
 
         Gc_v = zc_v zc_v^T                     (VICReg, sample Gram per view)
         z_v z_v^T = Gc_v + a 1^T + 1 a^T + |m_v|^2,  a = zc_v m_v^T
-        S = [[z1 z1^T, z1 z2^T], [z2 z1^T, z2 z2^T]] / (||z_i|| ||z_j||)
+        W_v = z^_v z^_v^T,  C = z^_1 z^_2^T    (z^: rows L2-normalised)
 
-    ``centred`` is ``(zc, m) = centre_views(zs)`` and ``views`` = ``(z1,
-    z2)``, the (b, F) views ``zs`` stacks (read instead of slicing ``zs``,
-    see :func:`~keras_adadim.losses.vicreg.vicreg_of_views`). The uncentred
-    blocks are rebuilt by adding to the centred Gram (no cancellation), so S
-    equals :func:`~keras_adadim.losses.nt_xent.pair_gram` to float32
-    round-off even when the views have collapsed onto their mean (building
-    the centred Gram from S instead would cancel there).
+    W_1, W_2 and C are the blocks of NT-Xent's similarity matrix
+    ``[[W_1, C], [C^T, W_2]]``, which is never formed
+    (:func:`~keras_adadim.losses.nt_xent.nt_xent_of_blocks`). ``centred``
+    is ``(zc, m) = centre_views(zs)`` and ``views`` = ``(z1, z2)``, the
+    (b, F) views ``zs`` stacks (read instead of slicing ``zs``, see
+    :func:`~keras_adadim.losses.vicreg.vicreg_of_views`).
 
-    Returns a dict: ``centred`` Gc (2, b, b), ``similarity`` S (2b, 2b),
-    ``within`` the normalised diagonal blocks of S stacked (2, b, b), and
-    ``positives`` ``diag(S[:b, b:])`` (b,).
+    Precision: the uncentred W_v are rebuilt by adding to the centred Gram,
+    which does not cancel when the views collapse onto their mean
+    (building the centred Gram from W instead would). What cancels here is
+    a row much shorter than its view's mean row: W_v[i, j] carries an
+    absolute error ~1e-7 |m|^2 / (|z_i| |z_j|) (float32), round-off unless
+    |z_i| << |m|. An all-zero row (a dead unit of a ReLU head) gets exactly
+    zero similarities, as in :func:`~keras_adadim.losses.nt_xent.pair_gram`.
+
+    Returns a dict: ``centred`` Gc (2, b, b), ``within`` W (2, b, b),
+    ``cross`` C (b, b) and ``positives`` its diagonal (b,).
     """
     zc, mean = centred
     gc = ops.matmul(zc, ops.swapaxes(zc, -1, -2))
@@ -128,16 +136,18 @@ def centred_and_cosine_grams(zs, centred, views):
     within = gc + a + ops.swapaxes(a, -1, -2) + ops.sum(
         ops.square(mean), axis=-1, keepdims=True
     )
-    inv = inverse_row_norms(zs)  # (2, b, 1)
+    # Zero for an all-zero row: its rebuilt products are round-off of the
+    # mean's, which 1 / ||z_i|| would blow up.
+    sq = ops.sum(ops.square(zs), axis=-1, keepdims=True)  # (2, b, 1)
+    inv = ops.where(sq > 0, inverse_row_norms_of_squares(sq), 0.0)
     within = within * inv * ops.swapaxes(inv, -1, -2)
     z1, z2 = views
-    cross = ops.matmul(z1 * inv[0], ops.transpose(z2 * inv[1]))
-    top = ops.concatenate([within[0], cross], axis=1)
-    bottom = ops.concatenate([ops.transpose(cross), within[1]], axis=1)
+    # Scaled after the product: b x b entries rather than 2 b F (b < F).
+    cross = ops.matmul(z1, ops.transpose(z2)) * inv[0] * ops.transpose(inv[1])
     return {
         "centred": gc,
-        "similarity": ops.concatenate([top, bottom], axis=0),
         "within": within,
+        "cross": cross,
         "positives": ops.diagonal(cross),
     }
 
@@ -167,11 +177,12 @@ def adadim_terms(
     - ``concat(q1, q2)`` (float32) is NT-Xent's input and, reshaped to
       (2, b, F), VICReg's: both views go through one chain of ops;
     - when b < F, VICReg's covariance term comes from the b x b Gram
-      matrices of the centred views and NT-Xent's similarity matrix is built
-      from those same products (:func:`centred_and_cosine_grams`): three
-      b x b x F products in all, where VICReg's F x F covariance alone is
-      2 b F^2 multiply-adds (8x NT-Xent's with the paper's b = 256,
-      F = 2048);
+      matrices of the centred views and the blocks of NT-Xent's similarity
+      matrix are built from those same products
+      (:func:`centred_and_cosine_grams`): three b x b x F products in all,
+      where VICReg's F x F covariance alone is 2 b F^2 multiply-adds (8x
+      NT-Xent's with the paper's b = 256, F = 2048); NT-Xent is taken from
+      the blocks (``nt_xent_of_blocks``), the (2b, 2b) matrix never formed;
     - NT-Xent's similarity matrix of the 2b normalised views holds K_z1 and
       K_z2 of L_mut when ``q`` is ``z`` (no predictor): one normalisation and
       one product instead of three of each (:class:`GramCache`);
@@ -212,9 +223,10 @@ def adadim_terms(
         if shared is None:
             n = nt_xent_of_gram(grams.pair(q1, q2, concat), temperature)
         else:
-            grams.pair(q1, q2, gram=shared["similarity"], blocks=shared["within"])
-            n = nt_xent_of_gram(
-                shared["similarity"], temperature, shared["positives"]
+            grams.keep_pair(q1, q2, shared["within"])
+            n = nt_xent_of_blocks(
+                shared["within"], shared["cross"], temperature,
+                shared["positives"],
             )
     if use_mut:
         if pairing not in PAIRINGS:

@@ -74,6 +74,38 @@ def nt_xent_of_gram(gram, temperature=0.1, positives=None):
     return ops.mean(ops.logsumexp(logits, axis=1) - positives)
 
 
+def nt_xent_of_blocks(within, cross, temperature=0.1, positives=None):
+    """NT-Xent (:func:`nt_xent`) from the blocks of the similarity matrix
+    of the 2b views, without forming it::
+
+        G = [[W_1, C], [C^T, W_2]]     W_v = z^_v z^_v^T,  C = z^_1 z^_2^T
+        view-1 anchor i:  l_i = logaddexp(lse_{j != i} W_1[i, j] / tau,
+                                          lse_j C[i, j] / tau) - C_ii / tau
+        view-2 anchor i:  the same with W_2 and the column C[:, i]
+        L = mean of the 2b l_i
+
+    ``within`` is ``stack([W_1, W_2])`` (2, b, b), ``cross`` is C (b, b)
+    and ``positives`` its diagonal when the caller holds it. Equal to
+    :func:`nt_xent_of_gram` of G to float32 round-off; for callers that
+    build the blocks anyway (AdaDim's step), it saves concatenating G and
+    masking and reducing a (2b, 2b) matrix: a few passes over it and its
+    gradient.
+    """
+    _check_temperature(temperature)
+    b = ops.shape(cross)[0]  # may be dynamic inside a traced step
+    idx = ops.arange(b)
+    scale = 1.0 / temperature
+    others = ops.where(idx[:, None] == idx[None, :], -1e9, within * scale)
+    scaled = cross * scale
+    across = ops.stack(
+        [ops.logsumexp(scaled, axis=1), ops.logsumexp(scaled, axis=0)]
+    )
+    if positives is None:
+        positives = ops.diagonal(cross)
+    lse = ops.logaddexp(ops.logsumexp(others, axis=-1), across)  # (2, b)
+    return ops.mean(lse - positives * scale)
+
+
 def _check_temperature(temperature):
     if not temperature > 0:
         raise ValueError(f"`temperature` must be > 0; got {temperature}.")
@@ -98,4 +130,5 @@ class NTXent(keras.losses.Loss):
         return {**super().get_config(), "temperature": self.temperature}
 
 
-__all__ = ["nt_xent", "nt_xent_of_gram", "pair_gram", "NTXent"]
+__all__ = ["nt_xent", "nt_xent_of_gram", "nt_xent_of_blocks", "pair_gram",
+           "NTXent"]

@@ -18,7 +18,14 @@ def inverse_row_norms(x):
     """``1 / ||x_i||`` of the rows (along the last axis, kept as size 1),
     the factor of :func:`l2_normalize_rows`; large but finite for all-zero
     rows."""
-    sq = ops.sum(ops.square(x), axis=-1, keepdims=True)
+    return inverse_row_norms_of_squares(
+        ops.sum(ops.square(x), axis=-1, keepdims=True)
+    )
+
+
+def inverse_row_norms_of_squares(sq):
+    """``1 / sqrt(sq)`` of squared row norms ``sq``, large but finite at 0
+    (the factor of :func:`inverse_row_norms`)."""
     return ops.rsqrt(ops.maximum(sq, _TINY))
 
 

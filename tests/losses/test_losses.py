@@ -11,6 +11,7 @@ from keras import ops
 import reference_numpy as ref
 from conftest import SPEC_Z1, SPEC_Z2
 from keras_adadim import losses as L
+from keras_adadim.losses.nt_xent import nt_xent_of_blocks
 from keras_adadim.metrics import matrix_mutual_information
 
 BACKEND = keras.backend.backend()
@@ -239,10 +240,13 @@ def test_adadim_alpha0_beta0_is_vicreg_exactly():
 
 
 def test_adadim_alpha1_beta0_is_nt_xent_exactly():
-    """alpha = 1, beta = 0 is pure NT-Xent (bit-for-bit)."""
+    """alpha = 1, beta = 0 is pure NT-Xent: no trace of VICReg (~20 here)
+    or L_mut, to float32 round-off (AdaDim takes NT-Xent from the blocks
+    of the similarity matrix, ``nt_xent`` from the whole matrix)."""
     z1, z2 = _views(np.random.default_rng(2), B, F)
     got = _f(L.adadim_loss(z1, z2, alpha=1.0, beta=0.0, temperature=0.3))
-    assert got == _f(L.nt_xent(z1, z2, temperature=0.3))
+    assert got == pytest.approx(
+        _f(L.nt_xent(z1, z2, temperature=0.3)), rel=1e-6)
 
 
 def test_adadim_intermediate_equals_formula_on_components():
@@ -259,7 +263,9 @@ def test_adadim_intermediate_equals_formula_on_components():
     assert _f(loss) == pytest.approx(want, rel=1e-5)
     assert _f(comps["loss"]) == _f(loss)
     assert _f(comps["vicreg"]) == pytest.approx(v, rel=1e-6)
-    assert _f(comps["nce"]) == pytest.approx(n, rel=1e-6)
+    # NT-Xent here is ~1e-2, a difference of parts ~1/tau = 10 (each
+    # summed in float32 in a different order): 1e-6 absolute is round-off.
+    assert _f(comps["nce"]) == pytest.approx(n, rel=1e-6, abs=1e-6)
     assert _f(comps["mut"]) == pytest.approx(m, rel=1e-6)
     assert _f(L.combine_adadim(v, n, m, a, bt)) == pytest.approx(
         want, rel=1e-6
@@ -472,6 +478,50 @@ def test_nt_xent_gradient_matches_finite_differences():
     """Autodiff gradient of NT-Xent (tau 0.5) equals central differences."""
     z1, z2 = _views(np.random.default_rng(14), B, F)
     got = _grad(lambda a, b: L.nt_xent(a, b, 0.5), z1, z2)
+    want = _central_difference(lambda a, b: ref.nt_xent(a, b, 0.5), [z1, z2])
+    for g, w in zip(got, want):
+        np.testing.assert_allclose(g, w, rtol=1e-2, atol=1e-3)
+
+
+def _blocks_of(z1, z2):
+    """NT-Xent from the blocks of the similarity matrix, in keras.ops."""
+    n1, n2 = (ops.normalize(ops.convert_to_tensor(z), axis=-1) for z in (z1, z2))
+    within = ops.stack([n1 @ ops.transpose(n1), n2 @ ops.transpose(n2)])
+    return within, n1 @ ops.transpose(n2)
+
+
+@pytest.mark.parametrize("b, f", SHAPES)
+@pytest.mark.parametrize("tau", [0.1, 0.5])
+def test_nt_xent_of_blocks_matches_reference(b, f, tau):
+    """NT-Xent from [[W1, C], [C^T, W2]]'s blocks, the (2b, 2b) matrix never
+    formed, equals the per-anchor float64 reference, with the positives
+    read from C or given."""
+    z1, z2 = _views(np.random.default_rng(b * 10 + f), b, f)
+    within, cross = _blocks_of(z1, z2)
+    # abs: the loss is a difference of float32 parts ~1/tau (b = 2: ~1e-6).
+    want = pytest.approx(ref.nt_xent(z1, z2, tau), rel=1e-5, abs=1e-6)
+    assert _f(nt_xent_of_blocks(within, cross, tau)) == want
+    given = ops.diagonal(cross)
+    assert _f(nt_xent_of_blocks(within, cross, tau, given)) == want
+
+
+def test_nt_xent_of_blocks_spec_vectors_and_collapse():
+    """The SPEC vectors, and log(2b - 1) for collapsed views."""
+    for tau, expected in [(0.1, 1.0604590199), (0.5, 1.5679614069)]:
+        got = nt_xent_of_blocks(*_blocks_of(SPEC_Z1, SPEC_Z2), tau)
+        assert _f(got) == pytest.approx(expected, abs=1e-5)
+    z = np.repeat(np.random.default_rng(2).normal(size=(1, F)), B, 0)
+    got = nt_xent_of_blocks(*_blocks_of(z.astype("float32"),
+                                          (2 * z).astype("float32")))
+    assert _f(got) == pytest.approx(math.log(2 * B - 1), abs=1e-5)
+
+
+def test_nt_xent_of_blocks_gradient_matches_finite_differences():
+    """Its gradient (through the blocks to z1, z2) equals central
+    differences of the reference."""
+    z1, z2 = _views(np.random.default_rng(15), B, F)
+    got = _grad(lambda a, b: nt_xent_of_blocks(*_blocks_of(a, b), 0.5),
+                z1, z2)
     want = _central_difference(lambda a, b: ref.nt_xent(a, b, 0.5), [z1, z2])
     for g, w in zip(got, want):
         np.testing.assert_allclose(g, w, rtol=1e-2, atol=1e-3)

@@ -220,12 +220,15 @@ def test_sample_gram_covariance_near_collapse_is_exact_to_the_diagonal(scale):
     assert loss == pytest.approx(ref.vicreg(z, z * 1.5), rel=1e-6)
 
 
-@pytest.mark.parametrize("case", ["collapsed", "offset", "low_rank", "dying"])
+@pytest.mark.parametrize(
+    "case", ["collapsed", "offset", "low_rank", "dying", "zero row"])
 def test_vicreg_and_nt_xent_from_the_shared_products(case):
-    """b < F: AdaDim builds VICReg's centred Gram matrices and NT-Xent's
-    similarity matrix from three b x b x F products. Both losses equal
-    float64 to 1e-6, also where rebuilding one from the other would cancel:
-    views collapsed onto their mean, or far from the origin."""
+    """b < F: AdaDim builds VICReg's centred Gram matrices and the blocks of
+    NT-Xent's similarity matrix from three b x b x F products. Both losses
+    equal float64 to 1e-6, also where rebuilding one from the other would
+    cancel: views collapsed onto their mean, or far from the origin; and an
+    all-zero row among rows far from the origin (a dead unit of a ReLU
+    head) has zero similarities, as when S is formed directly."""
     rng = np.random.default_rng(5)
     b, f = 32, 96
     z = {
@@ -233,23 +236,27 @@ def test_vicreg_and_nt_xent_from_the_shared_products(case):
         "offset": 100.0 + rng.normal(size=(b, f)),
         "low_rank": rng.normal(size=(b, 4)) @ rng.normal(size=(4, f)),
         "dying": dead_features(b, f, 1e-3),
+        "zero row": 10.0 + rng.normal(size=(b, f)),
     }[case]
     z1 = z.astype("float32")
     z2 = (1.5 * z + 0.1 * rng.normal(size=z.shape)).astype("float32")
+    if case == "zero row":
+        z1[3] = 0.0
     got = adadim_terms(z1, z2, None, (True, True, False), 0.2)
     assert float(np_(got["vicreg"])) == pytest.approx(ref.vicreg(z1, z2), rel=1e-6)
+    zz = np.concatenate([z1, z2]).astype("float64")
+    norms = np.linalg.norm(zz, axis=1, keepdims=True)
+    zz /= np.where(norms > 0, norms, 1.0)
+    s = zz @ zz.T
     assert float(np_(got["nce"])) == pytest.approx(
-        ref.nt_xent(z1, z2, 0.2), rel=1e-6
+        nt_xent_of_similarity(s, 0.2), rel=1e-6
     )
     views = (ops.convert_to_tensor(z1), ops.convert_to_tensor(z2))
     zs = ops.stack(views)
     shared = centred_and_cosine_grams(zs, centre_views(zs), views)
-    zz = np.concatenate([z1, z2]).astype("float64")
-    zz /= np.linalg.norm(zz, axis=1, keepdims=True)
-    s = zz @ zz.T
-    np.testing.assert_allclose(np_(shared["similarity"]), s, atol=2e-6)
     np.testing.assert_allclose(np_(shared["within"]),
                                [s[:b, :b], s[b:, b:]], atol=2e-6)
+    np.testing.assert_allclose(np_(shared["cross"]), s[:b, b:], atol=2e-6)
     np.testing.assert_allclose(np_(shared["positives"]), np.diag(s[:b, b:]),
                                atol=2e-6)
     zc = np.stack([z1, z2]).astype("float64")
@@ -257,6 +264,17 @@ def test_vicreg_and_nt_xent_from_the_shared_products(case):
     np.testing.assert_allclose(np_(shared["centred"]),
                                zc @ zc.transpose(0, 2, 1), rtol=1e-5,
                                atol=1e-5 * np.abs(zc @ zc.transpose(0, 2, 1)).max())
+
+
+def nt_xent_of_similarity(s, tau):
+    """float64 NT-Xent of the (2b, 2b) cosine-similarity matrix ``s``
+    (tests/reference_numpy.py's needs non-zero rows)."""
+    n = len(s)
+    logits = np.where(np.eye(n, dtype=bool), -np.inf, s / tau)
+    top = logits.max(1, keepdims=True)
+    lse = top[:, 0] + np.log(np.exp(logits - top).sum(1))
+    positives = np.diag(np.roll(s, n // 2, axis=1)) / tau
+    return float(np.mean(lse - positives))
 
 
 @pytest.mark.skipif(BACKEND != "tensorflow", reason="only a TensorFlow graph "
