@@ -8,12 +8,14 @@ differs; the methods' own predictor widths and queue are fixed by
 ``--predictor-hidden-dim`` / ``--queue-size``). Cells are independent and
 resumable: run the whole table, or one cell at a time (``--only
 byol:0``), in any order, in several sittings; a finished cell is only
-read. ``--table`` (also done after every run) aggregates the finished cells
-into ``<out>/table.md`` and ``<out>/table.json``: per method the mean ± std
+read. ``--table`` (also done when the cells of an invocation have run)
+aggregates the finished cells into ``<out>/table.md`` and
+``<out>/table.json``: per method the mean ± std
 over seeds of linear-probe top-1, kNN top-1, linear top-1 with
 ``--few-labels`` labels per class, and the last monitored ER(R), H(R),
 I(R; Z), plus seconds per epoch; and the random-init encoder and raw pixels
-(the runs' own baselines). ``adadim analyze <out>/runs/*`` then gives the
+(the runs' own baselines), each cell's command and the commit of the code
+that ran it. ``adadim analyze <out>/runs/*`` then gives the
 |Pearson r| table (Table 1) and the H(R)-I(R; Z) scatter (Figure 4d).
 
 CPU table (the default, a few hours on 2 cores; small CNN, 10,000 training
@@ -163,13 +165,23 @@ def _mean_std(values):
     return mean, math.sqrt(var)
 
 
+def _cell_code(d):
+    """The commit of the keras-adadim checkout that made the run
+    (``versions.keras_adadim_commit``; None for runs from before it was
+    recorded, or from a pip install): the command alone does not pin the
+    numbers, the code's round-off does too."""
+    with open(os.path.join(d, "config.json"), encoding="utf-8") as f:
+        return (json.load(f).get("versions") or {}).get("keras_adadim_commit")
+
+
 def aggregate(args):
-    rows, commands = {}, {}
+    rows, commands, code = {}, {}, {}
     for method, seed in cells(argparse.Namespace(**{**vars(args), "only": None})):
         d = run_dir(args, method, seed)
         commands[f"{method}:{seed}"] = " ".join(command(args, method, seed)[1:])
         if not os.path.exists(os.path.join(d, "results.json")):
             continue
+        code[f"{method}:{seed}"] = _cell_code(d)
         numbers = _cell_numbers(d)
         rows.setdefault(method, []).append(numbers[ENCODER])
         for base in BASELINES:
@@ -184,7 +196,8 @@ def aggregate(args):
     with open(os.path.join(args.out, "table.json"), "w", encoding="utf-8") as f:
         json.dump({"settings": {k: v for k, v in vars(args).items()
                                 if k not in ("only", "table")},
-                   "table": table, "commands": commands}, f, indent=2)
+                   "table": table, "commands": commands, "code": code},
+                  f, indent=2)
     md = _markdown(table, args)
     with open(os.path.join(args.out, "table.md"), "w", encoding="utf-8") as f:
         f.write(md)

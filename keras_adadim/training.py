@@ -44,6 +44,7 @@ import numpy as np
 
 from keras_adadim import presets as presets_lib
 from keras_adadim import run_directory as rd
+from keras_adadim._source import source_commit
 from keras_adadim.run_directory import CHECKPOINTS  # noqa: F401 (re-export)
 from keras_adadim.run_directory import CONFIG  # noqa: F401
 from keras_adadim.run_directory import HISTORY  # noqa: F401
@@ -68,6 +69,7 @@ def _versions():
         "tensorflow": tf.__version__,
         "backend": keras.backend.backend(),
         "python": platform.python_version(),
+        "keras_adadim_commit": source_commit(),
     }
 
 

@@ -16,7 +16,7 @@ def bench():
     return runpy.run_path(os.path.join(ROOT, "benchmarks", "bench_methods.py"))
 
 
-def _fake_run(d, linear, knn, few, stats, seconds, epochs=3):
+def _fake_run(d, linear, knn, few, stats, seconds, epochs=3, commit=None):
     os.makedirs(d)
     ev = {"linear_top1": linear, "knn_top1": knn}
     results = {"train_seconds": seconds, "evaluation": {
@@ -28,7 +28,8 @@ def _fake_run(d, linear, knn, few, stats, seconds, epochs=3):
                 "r_effective_rank": 9.0},
                {"epoch": 2, "loss": 0.8, **stats}]
     for name, data in (("results.json", results), ("history.json", history),
-                       ("config.json", {"epochs": epochs})):
+                       ("config.json", {"epochs": epochs, "versions": {
+                           "keras_adadim_commit": commit}})):
         with open(os.path.join(d, name), "w") as f:
             json.dump(data, f)
 
@@ -40,9 +41,14 @@ def test_table_is_mean_and_std_over_seeds(bench, tmp_path, capsys):
     for (m, s), acc in values.items():
         _fake_run(bench["run_dir"](args, m, s), acc, acc - 0.1, acc - 0.2,
                   {"r_entropy": 2.0 + s, "mutual_information": 0.1 * (s + 1),
-                   "r_effective_rank": 10.0 * (s + 1)}, seconds=30.0 * (s + 1))
+                   "r_effective_rank": 10.0 * (s + 1)}, seconds=30.0 * (s + 1),
+                  commit=f"sha{s}")
     bench["aggregate"](args)
-    table = json.load(open(tmp_path / "table.json"))["table"]
+    written = json.load(open(tmp_path / "table.json"))
+    # Each finished cell's code, read from its run (seed 1 of simclr never ran).
+    assert written["code"] == {"byol:0": "sha0", "byol:1": "sha1",
+                               "simclr:0": "sha0"}
+    table = written["table"]
     assert table["byol"]["seeds"] == 2 and table["simclr"]["seeds"] == 1
     mean, std = table["byol"]["linear"]
     assert mean == pytest.approx(0.75) and std == pytest.approx(np.std([0.7, 0.8], ddof=1))

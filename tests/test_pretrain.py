@@ -13,6 +13,7 @@ import pytest
 from keras_adadim import cli
 from keras_adadim import presets
 from keras_adadim import training
+from keras_adadim._source import source_commit
 from keras_adadim.analysis import report
 from simulated_kill import KillAfter  # tests/simulated_kill.py
 from simulated_kill import saved_weights
@@ -43,6 +44,7 @@ def test_run_directory_contents(run):
     config = json.load(open(os.path.join(d, "config.json")))
     assert config["epochs"] == 2 and config["preset"] == "digits"
     assert config["versions"]["backend"] == keras.backend.backend()
+    assert config["versions"]["keras_adadim_commit"] == source_commit()
     history = json.load(open(os.path.join(d, "history.json")))
     assert [r["epoch"] for r in history] == [0, 1]
     for key in ("loss", "alpha", "beta", "r_entropy", "mutual_information",
