@@ -69,6 +69,75 @@ def has_accelerator():
 
 
 # --------------------------------------------------------------------------
+# Hot-path ops: the few ``keras.ops`` reductions and reshuffles of AdaDim's
+# training-step loss (keras_adadim/losses), called on PyTorch tensors
+# directly. Keras's PyTorch wrappers convert and re-type every argument on
+# every call: 5-30 us against a 3-5 us kernel launch, on eager PyTorch, and
+# the step calls ~25 of them (benchmarks/README.md, issue 14). Under
+# TensorFlow and JAX the step is traced once, so ``keras.ops`` costs
+# nothing per step and is used as is. Same results as ``keras.ops`` for the
+# float tensors the losses pass (tests/test_backend_hot_ops.py).
+# --------------------------------------------------------------------------
+
+
+_torch = None
+
+
+def _on_torch():
+    """The torch module when the backend is PyTorch, else None."""
+    global _torch
+    if keras.backend.backend() != "torch":
+        return None
+    if _torch is None:
+        import torch
+
+        _torch = torch
+    return _torch
+
+
+def hot_sum(x, axis=None, keepdims=False):
+    """``keras.ops.sum`` of a float tensor."""
+    torch = _on_torch()
+    if torch is None:
+        return keras.ops.sum(x, axis=axis, keepdims=keepdims)
+    if axis is None:
+        return torch.sum(x)
+    return torch.sum(x, dim=axis, keepdim=keepdims)
+
+
+def hot_stack(xs, axis=0):
+    """``keras.ops.stack`` of float tensors."""
+    torch = _on_torch()
+    if torch is None:
+        return keras.ops.stack(xs, axis=axis)
+    return torch.stack(list(xs), dim=axis)
+
+
+def hot_swapaxes(x, axis1, axis2):
+    """``keras.ops.swapaxes``."""
+    torch = _on_torch()
+    if torch is None:
+        return keras.ops.swapaxes(x, axis1, axis2)
+    return torch.swapaxes(x, axis1, axis2)
+
+
+def hot_trace(x, axis1=-2, axis2=-1):
+    """``keras.ops.trace`` of a float tensor (offset 0)."""
+    torch = _on_torch()
+    if torch is None:
+        return keras.ops.trace(x, axis1=axis1, axis2=axis2)
+    return torch.sum(torch.diagonal(x, 0, axis1, axis2), dim=-1)
+
+
+def hot_logsumexp(x, axis):
+    """``keras.ops.logsumexp`` of a float tensor over ``axis``."""
+    torch = _on_torch()
+    if torch is None:
+        return keras.ops.logsumexp(x, axis=axis)
+    return torch.logsumexp(x, dim=axis)
+
+
+# --------------------------------------------------------------------------
 # Distribution (see keras_adadim/distribute.py and docs/distributed.md).
 #
 # Only TensorFlow needs code here: under tf.distribute each replica runs the

@@ -3,6 +3,7 @@
 import keras
 from keras import ops
 
+from keras_adadim import _backend as hot
 from keras_adadim._validation import as_matrix
 from keras_adadim._validation import check_same_rows
 from keras_adadim._validation import check_same_shape
@@ -12,7 +13,6 @@ from keras_adadim.losses.nt_xent import pair_gram
 from keras_adadim.losses.vicreg import centre_views
 from keras_adadim.losses.vicreg import uses_sample_gram
 from keras_adadim.losses.vicreg import vicreg_of_views
-from keras_adadim.losses.vicreg import weighted_vicreg
 from keras_adadim.metrics.entropy import gram_mutual_information
 from keras_adadim.metrics.entropy import inverse_row_norms_of_squares
 from keras_adadim.metrics.entropy import l2_normalize_rows
@@ -109,7 +109,7 @@ def centred_and_cosine_grams(zs, centred, views):
     (2, b, F) from three b x b x F matrix products instead of six::
 
         Gc_v = zc_v zc_v^T                     (VICReg, sample Gram per view)
-        z_v z_v^T = Gc_v + a 1^T + 1 a^T + |m_v|^2,  a = zc_v m_v^T
+        z_v z_v^T = Gc_v + a 1^T + 1 a^T,  a = zc_v m_v^T + |m_v|^2 / 2
         W_v = z^_v z^_v^T,  C = z^_1 z^_2^T    (z^: rows L2-normalised)
 
     W_1, W_2 and C are the blocks of NT-Xent's similarity matrix
@@ -130,20 +130,27 @@ def centred_and_cosine_grams(zs, centred, views):
     Returns a dict: ``centred`` Gc (2, b, b), ``within`` W (2, b, b),
     ``cross`` C (b, b) and ``positives`` its diagonal (b,).
     """
+    # `@` and arithmetic operators rather than ops.matmul / ops.where: the
+    # same kernels, without Keras's per-call dispatch, which dominates this
+    # step's cost on eager PyTorch (benchmarks/README.md).
     zc, mean = centred
-    gc = ops.matmul(zc, ops.swapaxes(zc, -1, -2))
-    a = ops.matmul(zc, ops.swapaxes(mean, -1, -2))  # (2, b, 1)
-    within = gc + a + ops.swapaxes(a, -1, -2) + ops.sum(
-        ops.square(mean), axis=-1, keepdims=True
-    )
+    gc = zc @ hot.hot_swapaxes(zc, -1, -2)
+    # a_i + |m|^2 / 2, added on both sides: (2, b, 1) work instead of one
+    # more (2, b, b) pass; a product and a sum rather than a batched matmul
+    # (fewer ops and backward nodes). Not (z_i - m / 2) . m: one sum less,
+    # but it loses a digit when rows are short against the mean.
+    a = hot.hot_sum(zc * mean, axis=-1, keepdims=True) + 0.5 * hot.hot_sum(
+        mean * mean, axis=-1, keepdims=True)  # (2, b, 1)
+    within = gc + a + hot.hot_swapaxes(a, -1, -2)
     # Zero for an all-zero row: its rebuilt products are round-off of the
     # mean's, which 1 / ||z_i|| would blow up.
-    sq = ops.sum(ops.square(zs), axis=-1, keepdims=True)  # (2, b, 1)
-    inv = ops.where(sq > 0, inverse_row_norms_of_squares(sq), 0.0)
-    within = within * inv * ops.swapaxes(inv, -1, -2)
+    sq = hot.hot_sum(zs * zs, axis=-1, keepdims=True)  # (2, b, 1)
+    inv = inverse_row_norms_of_squares(sq) * ops.cast(sq > 0, sq.dtype)
+    inv_t = hot.hot_swapaxes(inv, -1, -2)
+    within = within * inv * inv_t
     z1, z2 = views
     # Scaled after the product: b x b entries rather than 2 b F (b < F).
-    cross = ops.matmul(z1, ops.transpose(z2)) * inv[0] * ops.transpose(inv[1])
+    cross = (z1 @ ops.transpose(z2)) * inv[0] * inv_t[1]
     return {
         "centred": gc,
         "within": within,
@@ -174,8 +181,7 @@ def adadim_terms(
     Equal to the separate functions up to float32 round-off, with the work
     they share done once:
 
-    - ``concat(q1, q2)`` (float32) is NT-Xent's input and, reshaped to
-      (2, b, F), VICReg's: both views go through one chain of ops;
+    - VICReg takes both views stacked, (2, b, F): one chain of ops;
     - when b < F, VICReg's covariance term comes from the b x b Gram
       matrices of the centred views and the blocks of NT-Xent's similarity
       matrix are built from those same products
@@ -208,19 +214,19 @@ def adadim_terms(
     if use_vic or use_nce:
         check_same_shape(q1, q2, "q1", "q2")
         views = (ops.cast(q1, "float32"), ops.cast(q2, "float32"))
-        concat = ops.concatenate(views, axis=0)
     if use_vic:
-        zs = ops.reshape(concat, (2, -1, concat.shape[-1]))
+        zs = hot.hot_stack(views)  # (2, b, F): both views in one chain of ops
         centred = centre_views(zs)
         if use_nce and uses_sample_gram(zs.shape[1], zs.shape[2]):
             shared = centred_and_cosine_grams(zs, centred, views)
-        terms = vicreg_of_views(
+        v = vicreg_of_views(
             zs, centred=centred, views=views,
             sample_gram=None if shared is None else shared["centred"],
+            weights=(sim_weight, var_weight, cov_weight),
         )
-        v = weighted_vicreg(terms, sim_weight, var_weight, cov_weight)
     if use_nce:
         if shared is None:
+            concat = ops.concatenate(views, axis=0)
             n = nt_xent_of_gram(grams.pair(q1, q2, concat), temperature)
         else:
             grams.keep_pair(q1, q2, shared["within"])
@@ -238,10 +244,11 @@ def adadim_terms(
             r1, r2 = r2, r1
         kz = grams.both(z1, z2)
         rn = l2_normalize_rows(
-            ops.stack([ops.cast(r1, "float32"), ops.cast(r2, "float32")])
+            hot.hot_stack([ops.cast(r1, "float32"), ops.cast(r2, "float32")])
         )
-        kr = ops.matmul(rn, ops.swapaxes(rn, -1, -2))
-        m = ops.mean(gram_mutual_information(kz, kr, order))
+        kr = rn @ hot.hot_swapaxes(rn, -1, -2)
+        i = gram_mutual_information(kz, kr, order, unit_diagonal=True)
+        m = hot.hot_sum(i) * 0.5
     return {"vicreg": v, "nce": n, "mut": m}
 
 
@@ -256,7 +263,10 @@ def combine_adadim(vicreg_loss, nce_loss, mut, alpha, beta, mi_penalty=0.0):
     term of the SimCLR+lambda / VICReg+lambda baselines, 0 for AdaDim.
     """
     ssl = (1.0 - alpha) * vicreg_loss + alpha * nce_loss
-    return (1.0 - beta) * ssl - beta * mut + mi_penalty * mut
+    loss = (1.0 - beta) * ssl - beta * mut
+    if isinstance(mi_penalty, (int, float)) and mi_penalty == 0:
+        return loss  # AdaDim's case: two ops fewer (a dispatch each on PyTorch)
+    return loss + mi_penalty * mut
 
 
 def adadim_loss(

@@ -3,15 +3,31 @@
 import keras
 from keras import ops
 
+from keras_adadim import _backend as hot
 from keras_adadim._validation import as_matrix, check_same_shape
 
 
 def _dof(z):
-    """b - 1 for the unbiased estimates. The batch size may be dynamic (a
+    """b - 1 for the unbiased estimates: a Python float when the batch size
+    is static (no ops), else a tensor. The batch size may be dynamic (a
     traced partial batch); clamping at 1 keeps a traced batch of one finite,
     and AdaDimModel skips such a batch (eager calls reject it up front)."""
+    b = z.shape[-2]
+    if b is not None:
+        return float(max(b - 1, 1))
     n = ops.cast(ops.shape(z)[-2], "float32")
     return ops.maximum(n - 1.0, 1.0)
+
+
+def _mean_all(x, scale=1.0):
+    """``scale * ops.mean(x)``, as a sum times a Python constant when the
+    shape is static (one Keras dispatch less on eager PyTorch)."""
+    n = 1
+    for d in x.shape:
+        if d is None:
+            return ops.mean(x) * scale
+        n *= d
+    return hot.hot_sum(x) * (scale / n)
 
 
 def uses_sample_gram(b, f):
@@ -27,12 +43,16 @@ def uses_sample_gram(b, f):
 def centre_views(zs):
     """``(zc, mean)``: the rows of each view of ``zs`` (2, b, F) minus the
     view's mean row (2, 1, F)."""
-    mean = ops.mean(zs, axis=-2, keepdims=True)
+    b = zs.shape[-2]
+    if b is None:
+        mean = ops.mean(zs, axis=-2, keepdims=True)
+    else:
+        mean = hot.hot_sum(zs, axis=-2, keepdims=True) * (1.0 / b)
     return zs - mean, mean
 
 
 def vicreg_of_views(zs, epsilon=1e-4, centred=None, sample_gram=None,
-                    views=None):
+                    views=None, weights=None):
     """The three unweighted VICReg terms (:func:`vicreg_components`) of the
     two views stacked as ``zs`` (2, b, F), float32, unchecked: both views go
     through one chain of ops (half the op launches of one chain per view;
@@ -48,18 +68,28 @@ def vicreg_of_views(zs, epsilon=1e-4, centred=None, sample_gram=None,
     invariance term then reads them instead of slicing ``zs`` (on
     TensorFlow without XLA the two slices and their gradients cost 4x the
     term itself: 7.4 vs 1.3 ms at b = 256, F = 2048).
+
+    With ``weights`` = (lambda, mu, nu) it returns the loss ``lambda s + mu
+    v + nu c`` (:func:`weighted_vicreg`) instead, each weight folded into
+    its term's normalisation: on eager PyTorch every scalar op is a Keras
+    dispatch and a backward node, which cost more than the arithmetic.
     """
     f = zs.shape[-1]
     zc, _ = centre_views(zs) if centred is None else centred
     dof = _dof(zs)
-    sq = ops.sum(ops.square(zc), axis=-2)  # (2, F): (b - 1) Var_j
+    sq = hot.hot_sum(zc * zc, axis=-2)  # (2, F): (b - 1) Var_j
     std = ops.sqrt(sq / dof + epsilon)
-    variance = 2.0 * ops.mean(ops.relu(1.0 - std))  # v(z1) + v(z2)
+    shortfall = hot.hot_sum(ops.relu(1.0 - std))  # F (v(z1) + v(z2))
     off = off_diagonal_mass(zc, sq, dof, sample_gram)
     z1, z2 = (zs[0], zs[1]) if views is None else views
+    diff = z1 - z2
+    if weights is not None:
+        sim, var, cov = weights
+        return (_mean_all(diff * diff, sim) + shortfall * (var / f)
+                + off * (cov / f))
     return {
-        "invariance": ops.mean(ops.square(z1 - z2)),
-        "variance": variance,
+        "invariance": _mean_all(diff * diff),
+        "variance": shortfall * (1.0 / f),
         "covariance": off / f,
     }
 
@@ -104,9 +134,9 @@ def _off_diagonal_via_features(zc, dof):
 
 def _off_diagonal_via_samples(zc, sq, dof, sample_gram=None):
     if sample_gram is None:
-        sample_gram = ops.matmul(zc, ops.swapaxes(zc, -1, -2))
-    full = ops.sum(ops.square(sample_gram))
-    return (full - ops.sum(ops.square(sq))) / ops.square(dof)
+        sample_gram = zc @ hot.hot_swapaxes(zc, -1, -2)
+    full = hot.hot_sum(sample_gram * sample_gram)
+    return (full - hot.hot_sum(sq * sq)) / (dof * dof)
 
 
 def vicreg_components(z1, z2, epsilon=1e-4, check_values=True):
@@ -122,13 +152,18 @@ def vicreg_components(z1, z2, epsilon=1e-4, check_values=True):
     training step, whose bad batches the model's guard reports.
     Returns a dict with keys ``invariance``, ``variance``, ``covariance``.
     """
+    z1, z2 = _two_views(z1, z2, check_values)
+    return vicreg_of_views(ops.stack([z1, z2]), epsilon, views=(z1, z2))
+
+
+def _two_views(z1, z2, check_values):
     if check_values:
         z1 = as_matrix(z1, "z1", min_rows=2)
         z2 = as_matrix(z2, "z2", min_rows=2)
     else:
         z1, z2 = ops.cast(z1, "float32"), ops.cast(z2, "float32")
     check_same_shape(z1, z2, "z1", "z2")
-    return vicreg_of_views(ops.stack([z1, z2]), epsilon, views=(z1, z2))
+    return z1, z2
 
 
 def weighted_vicreg(terms, sim_weight=25.0, var_weight=25.0, cov_weight=1.0):
@@ -166,9 +201,15 @@ def vicreg(
     Returns:
         The scalar loss, or ``(loss, components)``.
     """
-    terms = vicreg_components(z1, z2, epsilon=epsilon, check_values=check_values)
-    loss = weighted_vicreg(terms, sim_weight, var_weight, cov_weight)
-    return (loss, terms) if return_components else loss
+    if return_components:
+        terms = vicreg_components(z1, z2, epsilon, check_values)
+        return weighted_vicreg(terms, sim_weight, var_weight, cov_weight), terms
+    # The weights folded into the terms, as in AdaDim's step (same
+    # round-off: VICReg is AdaDim at alpha = 0 bit for bit).
+    z1, z2 = _two_views(z1, z2, check_values)
+    return vicreg_of_views(
+        ops.stack([z1, z2]), epsilon, views=(z1, z2),
+        weights=(sim_weight, var_weight, cov_weight))
 
 
 @keras.saving.register_keras_serializable(package="keras_adadim")

@@ -3,6 +3,7 @@ entropy; paper Appendix A.6, Giraldo et al. 2014)."""
 
 from keras import ops
 
+from keras_adadim import _backend as hot
 from keras_adadim._validation import as_matrix, check_same_rows
 
 _TINY = 1e-24
@@ -19,14 +20,15 @@ def inverse_row_norms(x):
     the factor of :func:`l2_normalize_rows`; large but finite for all-zero
     rows."""
     return inverse_row_norms_of_squares(
-        ops.sum(ops.square(x), axis=-1, keepdims=True)
-    )
+        hot.hot_sum(x * x, axis=-1, keepdims=True))
 
 
 def inverse_row_norms_of_squares(sq):
     """``1 / sqrt(sq)`` of squared row norms ``sq``, large but finite at 0
     (the factor of :func:`inverse_row_norms`)."""
-    return ops.rsqrt(ops.maximum(sq, _TINY))
+    # sq + 1e-24 equals sq in float32 for any row longer than ~4e-9 (and
+    # costs one Keras dispatch less than a maximum with a Python float).
+    return ops.rsqrt(sq + _TINY)
 
 
 def normalized_gram(x):
@@ -53,35 +55,84 @@ def gram_entropy(k, order=2):
     step passes Gram matrices it built itself.
     """
     trace = ops.trace(k, axis1=-2, axis2=-1)
+    if order == 2:
+        return _order2_entropy(ops.sum(k * k, axis=(-2, -1)), trace)
     has_mass = trace > 0
     safe_trace = ops.where(has_mass, trace, 1.0)
-    if order == 2:
-        # tr(A^2) = ||A||_F^2 for symmetric A, and dividing the scalar sum
-        # instead of every entry of K saves a pass over K (and its gradient).
-        purity = ops.sum(ops.square(k), axis=(-2, -1)) / ops.square(safe_trace)
-        h = -ops.log(ops.where(has_mass, purity, 1.0))
+    lam = ops.eigh(k / safe_trace[..., None, None])[0]
+    lam = ops.maximum(lam, 0.0)
+    if order == 1:
+        safe = ops.where(lam > 0, lam, 1.0)
+        h = -ops.sum(ops.where(lam > 0, lam * ops.log(safe), 0.0), axis=-1)
     else:
-        lam = ops.eigh(k / safe_trace[..., None, None])[0]
-        lam = ops.maximum(lam, 0.0)
-        if order == 1:
-            safe = ops.where(lam > 0, lam, 1.0)
-            h = -ops.sum(ops.where(lam > 0, lam * ops.log(safe), 0.0), axis=-1)
-        else:
-            power_sum = ops.sum(ops.power(lam, order), axis=-1)
-            h = ops.log(ops.where(has_mass, power_sum, 1.0)) / (1.0 - order)
+        power_sum = ops.sum(ops.power(lam, order), axis=-1)
+        h = ops.log(ops.where(has_mass, power_sum, 1.0)) / (1.0 - order)
     return ops.where(has_mass, h, 0.0)
 
 
-def gram_mutual_information(kx, ky, order=2):
+def _order2_entropy(frobenius_sq, trace):
+    """``H_2 = -log(||K||_F^2 / (tr K)^2)`` from the two sums (tr(K^2) =
+    ||K||_F^2 for symmetric K: dividing the scalars instead of every entry
+    of K saves a pass over K and its gradient); 0 where ``tr K = 0`` (then
+    K = 0 for a PSD K, and both logs below are log 1)."""
+    has_mass = trace > 0
+    return (2.0 * ops.log(ops.where(has_mass, trace, 1.0))
+            - ops.log(ops.where(has_mass, frobenius_sq, 1.0)))
+
+
+def gram_mutual_information(kx, ky, order=2, unit_diagonal=False):
     """``I = H_a(K_X) + H_a(K_Y) - H_a(K_X o K_Y)`` of two Gram matrices of
     the same samples (:func:`gram_entropy`; ``o`` the Hadamard product),
     or of two stacks of them (one I per pair). For callers that already
     hold the normalised Gram matrices, e.g. AdaDim's step, whose NT-Xent
     similarity matrix contains K_z1 and K_z2. The three entropies are
-    taken in one call on the stack ``[K_X, K_Y, K_X o K_Y]`` (a third of
-    the op launches, which dominate on eager PyTorch)."""
+    taken in one call on the stack ``[K_X, K_Y, K_X o K_Y]``.
+
+    ``unit_diagonal=True`` says both are normalised Gram matrices of rows
+    (diagonal 1, or 0 for an all-zero row, whatever the rows' values): at
+    order 2, I is then one logarithm of norms and traces
+    (:func:`_unit_diagonal_mutual_information`), with no stack and no
+    gradient through the traces.
+    """
+    if order == 2 and unit_diagonal:
+        return _unit_diagonal_mutual_information(kx, ky)
     h = gram_entropy(ops.stack([kx, ky, kx * ky]), order)
     return h[0] + h[1] - h[2]
+
+
+# Added to every factor below: no float32 change for factors >= 1, and
+# 0 / 0 -> 1 for an all-zero matrix.
+_EPS = 1e-12
+
+
+def _unit_diagonal_mutual_information(kx, ky):
+    """Order-2 ``I`` of Gram matrices whose diagonals are 1 or 0 (those of
+    L2-normalised rows), K_h = K_X o K_Y::
+
+        H_2(K) = log(tr(K)^2 / ||K||_F^2)
+        I = log[(tr(K_X)^2 tr(K_Y)^2 ||K_h||_F^2)
+                / (tr(K_h)^2 ||K_X||_F^2 ||K_Y||_F^2)]
+
+    A trace counts the non-zero rows, so it is 0 or at least 1, and
+    ``||K||_F^2 >= tr K`` (the diagonal alone): adding 1e-12 to every factor
+    changes none that is non-zero, and makes an all-zero K's factors cancel
+    (H = 0, as :func:`gram_entropy` defines it). The traces do not depend
+    on the rows' values, so no gradient flows through them. One log and a
+    few products of (...,) scalars in place of three entropies: what is
+    left of L_mut's cost is the three Frobenius sums.
+    """
+    kh = kx * ky
+
+    def factors(k):
+        t = hot.hot_trace(ops.stop_gradient(k))
+        return t * t + _EPS, hot.hot_sum(k * k, axis=(-2, -1)) + _EPS
+
+    (tx, px), (ty, py), (th, ph) = factors(kx), factors(ky), factors(kh)
+    # One division per factor (>= 1e-12): the backward pass of a / b
+    # squares b, and a product of factors, squared, would fall below
+    # float32's range when a matrix is all-zero (NaN gradients). The
+    # traces' part is a constant.
+    return ops.log(((tx / th) * ty * ph) / px / py)
 
 
 def _check_order(order):
@@ -122,4 +173,5 @@ def matrix_mutual_information(x, y, order=2):
     x = as_matrix(x, "x")
     y = as_matrix(y, "y")
     check_same_rows(x, y, "x", "y")
-    return gram_mutual_information(normalized_gram(x), normalized_gram(y), order)
+    return gram_mutual_information(
+        normalized_gram(x), normalized_gram(y), order, unit_diagonal=True)
