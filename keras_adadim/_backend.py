@@ -95,11 +95,18 @@ def _on_torch():
     return _torch
 
 
+def _tensor(x, torch):
+    # NumPy arrays and Python numbers (public helpers accept them) go
+    # through Keras's conversion; tensors pass as they are.
+    return x if isinstance(x, torch.Tensor) else keras.ops.convert_to_tensor(x)
+
+
 def hot_sum(x, axis=None, keepdims=False):
     """``keras.ops.sum`` of a float tensor."""
     torch = _on_torch()
     if torch is None:
         return keras.ops.sum(x, axis=axis, keepdims=keepdims)
+    x = _tensor(x, torch)
     if axis is None:
         return torch.sum(x)
     return torch.sum(x, dim=axis, keepdim=keepdims)
@@ -110,7 +117,7 @@ def hot_stack(xs, axis=0):
     torch = _on_torch()
     if torch is None:
         return keras.ops.stack(xs, axis=axis)
-    return torch.stack(list(xs), dim=axis)
+    return torch.stack([_tensor(x, torch) for x in xs], dim=axis)
 
 
 def hot_swapaxes(x, axis1, axis2):
@@ -118,7 +125,7 @@ def hot_swapaxes(x, axis1, axis2):
     torch = _on_torch()
     if torch is None:
         return keras.ops.swapaxes(x, axis1, axis2)
-    return torch.swapaxes(x, axis1, axis2)
+    return torch.swapaxes(_tensor(x, torch), axis1, axis2)
 
 
 def hot_trace(x, axis1=-2, axis2=-1):
@@ -126,7 +133,7 @@ def hot_trace(x, axis1=-2, axis2=-1):
     torch = _on_torch()
     if torch is None:
         return keras.ops.trace(x, axis1=axis1, axis2=axis2)
-    return torch.sum(torch.diagonal(x, 0, axis1, axis2), dim=-1)
+    return torch.sum(torch.diagonal(_tensor(x, torch), 0, axis1, axis2), dim=-1)
 
 
 def hot_logsumexp(x, axis):
@@ -134,7 +141,7 @@ def hot_logsumexp(x, axis):
     torch = _on_torch()
     if torch is None:
         return keras.ops.logsumexp(x, axis=axis)
-    return torch.logsumexp(x, dim=axis)
+    return torch.logsumexp(_tensor(x, torch), dim=axis)
 
 
 # --------------------------------------------------------------------------

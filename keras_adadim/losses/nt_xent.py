@@ -101,9 +101,9 @@ def nt_xent_of_blocks(within, cross, temperature=0.1, positives=None):
         idx = ops.arange(ops.shape(cross)[0])
         others = ops.where(idx[:, None] == idx[None, :], -1e9, within * scale)
     else:
-        # -1e9 on the diagonal: exp() of it is 0, as is its gradient; a
-        # subtraction is one Keras dispatch where arange/compare/where are
-        # three (they dominate on eager PyTorch).
+        # -1e9 on the diagonal: exp() of it is 0, as is its gradient; eye
+        # and a subtraction are one Keras dispatch where arange, compare and
+        # where are three (they dominate on eager PyTorch).
         others = within * scale - ops.eye(b, dtype=within.dtype) * 1e9
     scaled = cross * scale
     # Row i of view 1: [W_1[i] | C[i]]; of view 2: [W_2[i] | C[:, i]].

@@ -56,7 +56,7 @@ def vicreg_of_views(zs, epsilon=1e-4, centred=None, sample_gram=None,
     """The three unweighted VICReg terms (:func:`vicreg_components`) of the
     two views stacked as ``zs`` (2, b, F), float32, unchecked: both views go
     through one chain of ops (half the op launches of one chain per view;
-    AdaDim's step passes its NT-Xent concatenation, reshaped). Per view::
+    AdaDim's step passes its two views stacked). Per view::
 
         v(z) = mean_j max(0, 1 - sqrt(Var_j(z) + eps))      (unbiased Var)
         c(z) = (1/F) sum_{i != j} C_ij^2,   C = zc^T zc / (b - 1)

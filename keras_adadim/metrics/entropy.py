@@ -26,9 +26,9 @@ def inverse_row_norms(x):
 def inverse_row_norms_of_squares(sq):
     """``1 / sqrt(sq)`` of squared row norms ``sq``, large but finite at 0
     (the factor of :func:`inverse_row_norms`)."""
-    # sq + 1e-24 equals sq in float32 for any row longer than ~4e-9 (and
-    # costs one Keras dispatch less than a maximum with a Python float).
-    return ops.rsqrt(sq + _TINY)
+    # A maximum, not sq + 1e-24: under jax.jit the latter's derivative at
+    # an all-zero row came out NaN (tests/metrics, "all-zero both").
+    return ops.rsqrt(ops.maximum(sq, _TINY))
 
 
 def normalized_gram(x):
@@ -90,7 +90,7 @@ def gram_mutual_information(kx, ky, order=2, unit_diagonal=False):
 
     ``unit_diagonal=True`` says both are normalised Gram matrices of rows
     (diagonal 1, or 0 for an all-zero row, whatever the rows' values): at
-    order 2, I is then one logarithm of norms and traces
+    order 2, I is then a sum of logarithms of norms and traces
     (:func:`_unit_diagonal_mutual_information`), with no stack and no
     gradient through the traces.
     """
@@ -117,9 +117,9 @@ def _unit_diagonal_mutual_information(kx, ky):
     ``||K||_F^2 >= tr K`` (the diagonal alone): adding 1e-12 to every factor
     changes none that is non-zero, and makes an all-zero K's factors cancel
     (H = 0, as :func:`gram_entropy` defines it). The traces do not depend
-    on the rows' values, so no gradient flows through them. One log and a
-    few products of (...,) scalars in place of three entropies: what is
-    left of L_mut's cost is the three Frobenius sums.
+    on the rows' values, so no gradient flows through them. Four logs of
+    (...,) scalars in place of three entropies: what is left of L_mut's
+    cost is the three Frobenius sums.
     """
     kh = kx * ky
 
@@ -128,11 +128,11 @@ def _unit_diagonal_mutual_information(kx, ky):
         return t * t + _EPS, hot.hot_sum(k * k, axis=(-2, -1)) + _EPS
 
     (tx, px), (ty, py), (th, ph) = factors(kx), factors(ky), factors(kh)
-    # One division per factor (>= 1e-12): the backward pass of a / b
-    # squares b, and a product of factors, squared, would fall below
-    # float32's range when a matrix is all-zero (NaN gradients). The
-    # traces' part is a constant.
-    return ops.log(((tx / th) * ty * ph) / px / py)
+    # A log per norm, not one log of their quotient: the backward pass of
+    # a / b squares b, and XLA rewrites (a / b) / c as a / (b c), whose
+    # square falls below float32's range when both matrices are all-zero
+    # (NaN gradients under jax.jit). The traces' part is a constant.
+    return ops.log((tx / th) * ty) + ops.log(ph) - ops.log(px) - ops.log(py)
 
 
 def _check_order(order):

@@ -518,3 +518,43 @@ def test_gaussian_covariance_bad_shapes_raise():
     for r_dim in (0, 3):
         with pytest.raises(ValueError, match="`r_dim` must be in"):
             M.gaussian_mutual_information_from_covariance(np.eye(3), r_dim)
+
+
+@pytest.mark.parametrize("case", ["random", "zero rows", "all-zero x", "all-zero both"])
+def test_unit_diagonal_mutual_information_equals_the_entropies(case):
+    """``gram_mutual_information(unit_diagonal=True)`` (one log of norms and
+    constant traces) equals H(K_X) + H(K_Y) - H(K_X o K_Y) from
+    ``gram_entropy``, in value and gradient, also with all-zero rows and
+    all-zero matrices (finite gradients there)."""
+    from keras_adadim.metrics.entropy import gram_mutual_information
+    from keras_adadim.metrics.entropy import l2_normalize_rows
+    from tests.losses.test_losses import _grad
+
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=(2, 12, 6)).astype("float32")
+    y = rng.normal(size=(2, 12, 4)).astype("float32")
+    if case == "zero rows":
+        x[0, 2] = 0.0
+        y[1, 5] = 0.0
+        y[0, 2] = 0.0
+    if case in ("all-zero x", "all-zero both"):
+        x[0] = 0.0
+    if case == "all-zero both":
+        y[0] = 0.0
+
+    def mi(a, b, unit):
+        a, b = ops.convert_to_tensor(a), ops.convert_to_tensor(b)
+        an, bn = l2_normalize_rows(a), l2_normalize_rows(b)
+        kx = an @ ops.swapaxes(an, -1, -2)
+        ky = bn @ ops.swapaxes(bn, -1, -2)
+        return gram_mutual_information(kx, ky, 2, unit_diagonal=unit)
+
+    got = np.asarray(ops.convert_to_numpy(mi(x, y, True)))
+    want = np.asarray(ops.convert_to_numpy(mi(x, y, False)))
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+    w = ops.convert_to_tensor(np.array([0.7, -1.3], "float32"))
+    g_unit = _grad(lambda a, b: ops.sum(mi(a, b, True) * w), x, y)
+    g_ref = _grad(lambda a, b: ops.sum(mi(a, b, False) * w), x, y)
+    for gu, gr in zip(g_unit, g_ref):
+        assert np.all(np.isfinite(gu))
+        np.testing.assert_allclose(gu, gr, rtol=1e-4, atol=1e-5)
